@@ -1,0 +1,107 @@
+from django.contrib import admin
+
+from . import models
+
+
+class LabelClassInline(admin.TabularInline):
+    model = models.LabelClass
+    fk_name = "project"
+    extra = 0
+
+
+class MembershipInline(admin.TabularInline):
+    model = models.Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(models.Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "task_type", "data_kind", "overlap", "consistency_fraction", "created_at"]
+    list_filter = ["task_type", "data_kind"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [LabelClassInline, MembershipInline]
+
+
+@admin.register(models.Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "project", "role"]
+    list_filter = ["role", "project"]
+    search_fields = ["user__username", "project__name"]
+    autocomplete_fields = ["user", "project"]
+
+
+@admin.register(models.LabelClass)
+class LabelClassAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "shortcut", "is_ambiguity", "order", "is_active", "merged_into"]
+    list_filter = ["project", "is_ambiguity", "is_active"]
+    search_fields = ["name"]
+
+
+@admin.register(models.Guideline)
+class GuidelineAdmin(admin.ModelAdmin):
+    list_display = ["project", "version", "author", "created_at", "published_at"]
+    list_filter = ["project"]
+    search_fields = ["text"]
+
+
+@admin.register(models.ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = [
+        "source_name", "project", "kind", "status", "created_count", "skipped_count", "rejected_count",
+        "created_by", "created_at",
+    ]
+    list_filter = ["project", "kind", "status"]
+    search_fields = ["source_name"]
+    readonly_fields = ["errors", "summary"]
+
+
+@admin.register(models.Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "project", "split", "in_consistency_sample", "source_name", "created_at"]
+    list_filter = ["project", "split", "in_consistency_sample"]
+    search_fields = ["external_id", "sha256", "text"]
+    raw_id_fields = ["import_batch"]
+
+
+class AnnotationLabelInline(admin.TabularInline):
+    model = models.AnnotationLabel
+    extra = 0
+
+
+@admin.register(models.Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    list_display = ["item", "labeler", "source", "unsure", "is_current", "duration_ms", "created_at"]
+    list_filter = ["item__project", "source", "unsure", "is_current"]
+    search_fields = ["item__external_id", "labeler__username", "note"]
+    raw_id_fields = ["item", "labeler", "guideline", "import_batch"]
+    inlines = [AnnotationLabelInline]
+
+
+class GoldLabelClassInline(admin.TabularInline):
+    model = models.GoldLabelClass
+    extra = 0
+
+
+@admin.register(models.GoldLabel)
+class GoldLabelAdmin(admin.ModelAdmin):
+    list_display = ["item", "created_at"]
+    list_filter = ["item__project"]
+    search_fields = ["item__external_id"]
+    raw_id_fields = ["item", "import_batch"]
+    inlines = [GoldLabelClassInline]
+
+
+class ResolutionLabelInline(admin.TabularInline):
+    model = models.ResolutionLabel
+    extra = 0
+
+
+@admin.register(models.Resolution)
+class ResolutionAdmin(admin.ModelAdmin):
+    list_display = ["item", "decided_by", "is_ambiguous", "is_current", "created_at"]
+    list_filter = ["item__project", "is_ambiguous", "is_current"]
+    search_fields = ["item__external_id", "note"]
+    raw_id_fields = ["item", "decided_by"]
+    inlines = [ResolutionLabelInline]

@@ -1,0 +1,11 @@
+class DomainError(Exception):
+    """A request the domain refuses; `field` names the input at fault, when there is one."""
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ImportRejected(DomainError):
+    """A whole import refused before anything was written (empty file, too big, wrong kind)."""

@@ -1,0 +1,366 @@
+"""The domain model of a labelling project.
+
+Rules that must always hold are database constraints, not only Python checks, so a bulk
+write or a second process cannot break them.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Now
+
+
+class TaskType(models.TextChoices):
+    SINGLE_LABEL = "single_label", "Single label"
+    MULTI_LABEL = "multi_label", "Multi label"
+
+
+class DataKind(models.TextChoices):
+    IMAGE = "image", "Image"
+    TEXT = "text", "Text"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    DEV = "dev", "Dev"
+    TEST = "test", "Test"
+
+
+class Role(models.TextChoices):
+    LABELER = "labeler", "Labeler"
+    SME = "sme", "Subject-matter expert"
+    MLE = "mle", "ML engineer"
+
+
+class ProjectQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Projects the user may see: their memberships; superusers see all."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(memberships__user=user).distinct()
+
+    def with_role(self, user, roles):
+        """Projects where the user holds one of `roles` (superusers: all)."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(memberships__user=user, memberships__role__in=roles).distinct()
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    task_type = models.CharField(max_length=20, choices=TaskType.choices, default=TaskType.SINGLE_LABEL)
+    data_kind = models.CharField(max_length=10, choices=DataKind.choices)
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="Independent labels needed per item in the consistency sample."
+    )
+    consistency_fraction = models.FloatField(
+        default=0.0, help_text="Share of items (besides gold items) that need `overlap` labels."
+    )
+    train_fraction = models.FloatField(default=0.8)
+    dev_fraction = models.FloatField(default=0.1)
+    test_fraction = models.FloatField(default=0.1)
+    seed = models.PositiveIntegerField(default=0, help_text="Seeds split and consistency-sample draws.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_at_least_1"),
+            models.CheckConstraint(
+                condition=Q(consistency_fraction__gte=0) & Q(consistency_fraction__lte=1),
+                name="project_consistency_fraction_in_0_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(train_fraction__gte=0) & Q(dev_fraction__gte=0) & Q(test_fraction__gte=0),
+                name="project_split_fractions_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    train_fraction__gte=1 - 1e-6 - F("dev_fraction") - F("test_fraction"),
+                    train_fraction__lte=1 + 1e-6 - F("dev_fraction") - F("test_fraction"),
+                ),
+                name="project_split_fractions_sum_to_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(task_type__in=TaskType.values), name="project_task_type_valid"
+            ),
+            models.CheckConstraint(condition=Q(data_kind__in=DataKind.values), name="project_data_kind_valid"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def split_fractions(self):
+        return {Split.TRAIN: self.train_fraction, Split.DEV: self.dev_fraction, Split.TEST: self.test_fraction}
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_one_role_per_project"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} is {self.role} in {self.project}"
+
+
+class LabelClass(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_classes")
+    name = models.CharField(max_length=100)
+    shortcut = models.CharField(max_length=1, blank=True, help_text="One key that picks this class.")
+    is_ambiguity = models.BooleanField(default=False, help_text="Means 'can't tell / borderline'.")
+    order = models.PositiveIntegerField(default=0)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["project", "order", "name"]
+        verbose_name_plural = "label classes"
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="labelclass_name_unique_in_project"),
+            models.UniqueConstraint(
+                fields=["project", "shortcut"],
+                condition=~Q(shortcut=""),
+                name="labelclass_shortcut_unique_in_project",
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="labelclass_name_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(merged_into=F("pk")), name="labelclass_not_merged_into_itself"
+            ),
+            models.CheckConstraint(
+                condition=Q(merged_into__isnull=True) | Q(is_active=False),
+                name="labelclass_merged_is_inactive",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Guideline(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="guidelines")
+    version = models.PositiveIntegerField()
+    text = models.TextField(blank=True, help_text="Markdown.")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True, help_text="Empty while a draft.")
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="guideline_version_unique_in_project"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="guideline_version_at_least_1"),
+        ]
+
+    def __str__(self):
+        return f"{self.project} guideline v{self.version}"
+
+
+class ImportBatch(models.Model):
+    class Kind(models.TextChoices):
+        IMAGES = "images", "Images"
+        TEXTS = "texts", "Texts"
+        ANNOTATIONS = "annotations", "Annotations"
+
+    class Status(models.TextChoices):
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_batches")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source_name = models.CharField(max_length=255)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DONE)
+    created_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0, help_text="Duplicates of what was already there.")
+    rejected_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{row, field, message}] per rejected row.")
+    summary = models.JSONField(default=dict, blank=True, help_text="What the import found, by kind.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self):
+        return f"{self.kind} import {self.source_name} into {self.project}"
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=255, help_text="The user's own id for this item.")
+    image = models.FileField(upload_to="items/", blank=True)
+    thumbnail = models.FileField(upload_to="thumbnails/", blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    text = models.TextField(blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Of the content; empty when there is none.")
+    metadata = models.JSONField(default=dict, blank=True, help_text="Slices, e.g. {'noise': 'car'}.")
+    split = models.CharField(max_length=5, choices=Split.choices)
+    in_consistency_sample = models.BooleanField(default=False)
+    import_batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
+    source_name = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_external_id_unique_in_project"),
+            models.UniqueConstraint(
+                fields=["project", "sha256"], condition=~Q(sha256=""), name="item_content_unique_in_project"
+            ),
+            models.CheckConstraint(condition=Q(split__in=Split.values), name="item_split_valid"),
+            models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
+        ]
+        indexes = [models.Index(fields=["project", "split"], name="item_project_split")]
+
+    def __str__(self):
+        return self.external_id
+
+
+class Source(models.TextChoices):
+    HUMAN = "human", "Human"
+    IMPORTED = "imported", "Imported"
+    SIMULATED = "simulated", "Simulated"
+
+
+class AnnotationQuerySet(models.QuerySet):
+    def current(self):
+        return self.filter(is_current=True)
+
+
+class Annotation(models.Model):
+    """One labeler's label(s) for one item.
+
+    An edit does not update a row: it marks the old row `is_current=False` and adds a new
+    one, so the history of every (item, labeler) pair stays readable.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
+    labels = models.ManyToManyField(LabelClass, through="AnnotationLabel", related_name="annotations")
+    unsure = models.BooleanField(default=False)
+    note = models.TextField(blank=True)
+    guideline = models.ForeignKey(Guideline, null=True, blank=True, on_delete=models.PROTECT)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
+    client_id = models.UUIDField(null=True, blank=True, help_text="Makes a client's retry idempotent.")
+    import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL)
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    objects = AnnotationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["item", "labeler", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "labeler"],
+                condition=Q(is_current=True),
+                name="annotation_one_current_per_item_labeler",
+            ),
+            models.UniqueConstraint(
+                fields=["labeler", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="annotation_client_id_unique_per_labeler",
+            ),
+            models.CheckConstraint(condition=Q(source__in=Source.values), name="annotation_source_valid"),
+        ]
+        indexes = [models.Index(fields=["item", "is_current"], name="annotation_item_current")]
+
+    def __str__(self):
+        return f"{self.labeler} on {self.item}"
+
+
+class AnnotationLabel(models.Model):
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE)
+    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotation", "label_class"], name="annotationlabel_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.label_class_id} on {self.annotation_id}"
+
+
+
+class GoldLabel(models.Model):
+    """Truth for an item, defined outside the labelers (imported)."""
+
+    item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="gold")
+    labels = models.ManyToManyField(LabelClass, through="GoldLabelClass", related_name="gold_labels")
+    import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self):
+        return f"gold for {self.item}"
+
+
+class GoldLabelClass(models.Model):
+    gold = models.ForeignKey(GoldLabel, on_delete=models.CASCADE)
+    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["gold", "label_class"], name="goldlabelclass_unique")]
+
+    def __str__(self):
+        return f"{self.label_class_id} on {self.gold_id}"
+
+
+
+class Resolution(models.Model):
+    """An SME's decision on an item: final label(s), or 'ambiguous'. Latest one is current."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="resolutions")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    labels = models.ManyToManyField(LabelClass, through="ResolutionLabel", related_name="resolutions", blank=True)
+    is_ambiguous = models.BooleanField(default=False)
+    note = models.TextField(blank=True)
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["item", "created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(is_current=True), name="resolution_one_current_per_item"
+            ),
+        ]
+
+    def __str__(self):
+        return f"resolution of {self.item}"
+
+
+class ResolutionLabel(models.Model):
+    resolution = models.ForeignKey(Resolution, on_delete=models.CASCADE)
+    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["resolution", "label_class"], name="resolutionlabel_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.label_class_id} on {self.resolution_id}"

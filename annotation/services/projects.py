@@ -1,0 +1,90 @@
+from django.db import transaction
+from django.utils.text import slugify
+
+from ..errors import DomainError
+from ..models import LabelClass, Membership, Project, Role, TaskType
+
+# Shortcut keys offered to classes in order; the labeling page maps them to classes.
+SHORTCUT_KEYS = "1234567890qwertyuiopasdfghjklzxcvbnm"
+
+
+def assign_shortcuts(count):
+    return [SHORTCUT_KEYS[i] if i < len(SHORTCUT_KEYS) else "" for i in range(count)]
+
+
+@transaction.atomic
+def create_project(
+    *,
+    slug,
+    name,
+    data_kind,
+    classes,
+    ambiguity_classes=(),
+    task_type=TaskType.SINGLE_LABEL,
+    overlap=1,
+    consistency_fraction=0.0,
+    split_fractions=(0.8, 0.1, 0.1),
+    seed=0,
+    created_by=None,
+):
+    """Create a project with its classes; the creator, if given, becomes its MLE."""
+    if slugify(slug) != slug:
+        raise DomainError(f"slug {slug!r} may hold only lower-case letters, digits, '-' and '_'", "slug")
+    if Project.objects.filter(slug=slug).exists():
+        raise DomainError(f"a project with slug {slug!r} already exists", "slug")
+    names = [c.strip() for c in classes] + [c.strip() for c in ambiguity_classes]
+    if not classes:
+        raise DomainError("a project needs at least one class", "classes")
+    if any(not n for n in names):
+        raise DomainError("class names may not be empty", "classes")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DomainError(f"class names repeat: {', '.join(duplicates)}", "classes")
+    if overlap < 1:
+        raise DomainError("overlap must be at least 1", "overlap")
+    if not 0 <= consistency_fraction <= 1:
+        raise DomainError("consistency fraction must lie in [0, 1]", "consistency_fraction")
+    train, dev, test = split_fractions
+    if min(split_fractions) < 0 or abs(train + dev + test - 1) > 1e-6:
+        raise DomainError("split fractions must be non-negative and sum to 1", "split_fractions")
+
+    project = Project.objects.create(
+        slug=slug,
+        name=name,
+        data_kind=data_kind,
+        task_type=task_type,
+        overlap=overlap,
+        consistency_fraction=consistency_fraction,
+        train_fraction=train,
+        dev_fraction=dev,
+        test_fraction=test,
+        seed=seed,
+        created_by=created_by,
+    )
+    n_plain = len(classes)
+    LabelClass.objects.bulk_create(
+        LabelClass(project=project, name=n, shortcut=key, order=i, is_ambiguity=i >= n_plain)
+        for i, (n, key) in enumerate(zip(names, assign_shortcuts(len(names)), strict=True))
+    )
+    if created_by is not None and created_by.is_authenticated:
+        Membership.objects.create(user=created_by, project=project, role=Role.MLE)
+    return project
+
+
+def add_classes(project, names, *, is_ambiguity=False):
+    """Append classes (used by imports that may create the classes they meet)."""
+    existing = list(project.label_classes.order_by("order"))
+    taken = {c.shortcut for c in existing}
+    free_keys = [k for k in SHORTCUT_KEYS if k not in taken]
+    start = max((c.order for c in existing), default=-1) + 1
+    created = [
+        LabelClass(
+            project=project,
+            name=n,
+            shortcut=free_keys[i] if i < len(free_keys) else "",
+            order=start + i,
+            is_ambiguity=is_ambiguity,
+        )
+        for i, n in enumerate(names)
+    ]
+    return LabelClass.objects.bulk_create(created)

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+app_name = "frontend"
+
+urlpatterns = [
+    path("", views.project_list, name="project-list"),
+]
