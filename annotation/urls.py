@@ -1,8 +1,15 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
+from .api import views
+
 app_name = "api"
 
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("projects/", views.ProjectList.as_view(), name="project-list"),
+    path("projects/<int:pk>/", views.ProjectDetail.as_view(), name="project-detail"),
+    path("projects/<int:project_id>/imports/", views.ImportList.as_view(), name="import-list"),
+    path("projects/<int:project_id>/imports/<int:pk>/", views.ImportDetail.as_view(), name="import-detail"),
+    path("projects/<int:project_id>/items/", views.ItemList.as_view(), name="item-list"),
 ]

@@ -8,8 +8,17 @@ from ..models import LabelClass, Membership, Project, Role, TaskType
 SHORTCUT_KEYS = "1234567890qwertyuiopasdfghjklzxcvbnm"
 
 
-def assign_shortcuts(count):
-    return [SHORTCUT_KEYS[i] if i < len(SHORTCUT_KEYS) else "" for i in range(count)]
+def assign_shortcuts(names, taken=()):
+    """One key per class: a one-character name keeps its own key (class '7' gets key 7),
+    the others take the next free key in SHORTCUT_KEYS order; '' once keys run out."""
+    used = set(taken)
+    keys = []
+    for name in names:
+        key = name.lower() if len(name) == 1 and name.lower() in SHORTCUT_KEYS else ""
+        keys.append(key if key and key not in used else "")
+        used.add(keys[-1])
+    free = (k for k in SHORTCUT_KEYS if k not in used)
+    return [key or next(free, "") for key in keys]
 
 
 @transaction.atomic
@@ -64,7 +73,7 @@ def create_project(
     n_plain = len(classes)
     LabelClass.objects.bulk_create(
         LabelClass(project=project, name=n, shortcut=key, order=i, is_ambiguity=i >= n_plain)
-        for i, (n, key) in enumerate(zip(names, assign_shortcuts(len(names)), strict=True))
+        for i, (n, key) in enumerate(zip(names, assign_shortcuts(names), strict=True))
     )
     if created_by is not None and created_by.is_authenticated:
         Membership.objects.create(user=created_by, project=project, role=Role.MLE)
@@ -74,17 +83,9 @@ def create_project(
 def add_classes(project, names, *, is_ambiguity=False):
     """Append classes (used by imports that may create the classes they meet)."""
     existing = list(project.label_classes.order_by("order"))
-    taken = {c.shortcut for c in existing}
-    free_keys = [k for k in SHORTCUT_KEYS if k not in taken]
+    keys = assign_shortcuts(names, taken={c.shortcut for c in existing})
     start = max((c.order for c in existing), default=-1) + 1
-    created = [
-        LabelClass(
-            project=project,
-            name=n,
-            shortcut=free_keys[i] if i < len(free_keys) else "",
-            order=start + i,
-            is_ambiguity=is_ambiguity,
-        )
-        for i, n in enumerate(names)
-    ]
-    return LabelClass.objects.bulk_create(created)
+    return LabelClass.objects.bulk_create(
+        LabelClass(project=project, name=n, shortcut=key, order=start + i, is_ambiguity=is_ambiguity)
+        for i, (n, key) in enumerate(zip(names, keys, strict=True))
+    )

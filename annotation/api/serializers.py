@@ -1,0 +1,81 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from ..models import DataKind, ImportBatch, Item, LabelClass, Project, TaskType
+
+
+class LabelClassSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LabelClass
+        fields = ["id", "name", "shortcut", "is_ambiguity", "order", "is_active", "merged_into"]
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    classes = LabelClassSerializer(source="label_classes", many=True, read_only=True)
+    role = serializers.CharField(read_only=True, allow_null=True, help_text="Your role in the project.")
+    item_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Project
+        fields = [
+            "id", "name", "slug", "description", "task_type", "data_kind", "overlap", "consistency_fraction",
+            "train_fraction", "dev_fraction", "test_fraction", "seed", "created_at", "classes", "role", "item_count",
+        ]  # fmt: skip
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    data_kind = serializers.ChoiceField(choices=DataKind.choices)
+    task_type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.SINGLE_LABEL)
+    classes = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1)
+    ambiguity_classes = serializers.ListField(child=serializers.CharField(max_length=100), default=list)
+    overlap = serializers.IntegerField(min_value=1, max_value=50, default=1)
+    consistency_fraction = serializers.FloatField(min_value=0, max_value=1, default=0)
+    train_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.8)
+    dev_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.1)
+    test_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.1)
+    seed = serializers.IntegerField(min_value=0, default=0)
+
+
+class ImportBatchSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ImportBatch
+        fields = [
+            "id", "kind", "source_name", "created_by", "created_at", "status", "created_count", "skipped_count",
+            "rejected_count", "errors", "summary",
+        ]  # fmt: skip
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="Image projects: a .zip of PNG/JPEG (optional manifest.csv). Text projects: .csv or .jsonl."
+    )
+
+    def validate_file(self, upload):
+        limit = settings.CONCORD_IMPORT["MAX_UPLOAD_BYTES"]
+        if upload.size == 0:
+            raise serializers.ValidationError(f"{upload.name} is empty.")
+        if upload.size > limit:
+            raise serializers.ValidationError(f"{upload.name} is {upload.size:,} bytes; the limit is {limit:,}.")
+        return upload
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    image = serializers.FileField(read_only=True, use_url=True)
+    thumbnail = serializers.FileField(read_only=True, use_url=True)
+    gold = serializers.SerializerMethodField(help_text="Gold class names, if the item has gold.")
+
+    class Meta:
+        model = Item
+        fields = [
+            "id", "external_id", "split", "in_consistency_sample", "metadata", "text", "image", "thumbnail",
+            "width", "height", "gold", "created_at",
+        ]  # fmt: skip
+
+    def get_gold(self, item) -> list[str]:
+        gold = getattr(item, "gold", None)
+        return [c.name for c in gold.labels.all()] if gold else []

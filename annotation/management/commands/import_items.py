@@ -1,0 +1,34 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation.errors import ImportRejected
+from annotation.models import Project
+from annotation.services.item_import import import_items
+
+
+class Command(BaseCommand):
+    help = (
+        "Import items into a project: a folder or .zip of PNG/JPEG images (optional manifest.csv with "
+        "filename, metadata columns and gold), or a .csv/.jsonl of texts (external_id, text, metadata, gold)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("project", help="Project slug")
+        parser.add_argument("path")
+        parser.add_argument("--show-errors", type=int, default=20, help="How many row errors to print")
+
+    def handle(self, *args, **opts):
+        project = Project.objects.filter(slug=opts["project"]).first()
+        if project is None:
+            raise CommandError(f"no project with slug {opts['project']!r}")
+        try:
+            batch = import_items(project, opts["path"])
+        except ImportRejected as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(
+            f"{batch.source_name}: {batch.created_count} created, {batch.skipped_count} skipped as duplicates, "
+            f"{batch.rejected_count} rejected (import batch {batch.pk})"
+        )
+        for error in batch.errors[: opts["show_errors"]]:
+            self.stderr.write(f"  rejected {error['row']} [{error['field']}]: {error['message']}")
+        if batch.rejected_count > opts["show_errors"]:
+            self.stderr.write(f"  ... and {batch.rejected_count - opts['show_errors']} more (see the admin)")
