@@ -15,6 +15,29 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 
 
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def env_bool(name, default):
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw in TRUE_WORDS | FALSE_WORDS:
+        return raw in TRUE_WORDS
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true or false")
+
+
+def env_int(name, default):
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+
+
 def _choice(name, value, allowed):
     scheme = urlsplit(value).scheme
     if scheme not in allowed:
@@ -24,7 +47,7 @@ def _choice(name, value, allowed):
     return scheme
 
 
-DEBUG = env.bool("DEBUG", default=True)
+DEBUG = env_bool("DEBUG", default=True)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
@@ -151,10 +174,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # App tuning, one namespaced dict per app.
 CONCORD_IMPORT = {
-    "MAX_UPLOAD_BYTES": env.int("CONCORD_IMPORT_MAX_UPLOAD_BYTES", default=500 * 1024 * 1024),
-    "MAX_IMAGE_BYTES": env.int("CONCORD_IMPORT_MAX_IMAGE_BYTES", default=20 * 1024 * 1024),
-    "MAX_IMAGE_PIXELS": env.int("CONCORD_IMPORT_MAX_IMAGE_PIXELS", default=40_000_000),
-    "MAX_TEXT_CHARS": env.int("CONCORD_IMPORT_MAX_TEXT_CHARS", default=100_000),
+    "MAX_UPLOAD_BYTES": env_int("CONCORD_IMPORT_MAX_UPLOAD_BYTES", 500 * 1024 * 1024),
+    "MAX_IMAGE_BYTES": env_int("CONCORD_IMPORT_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
+    "MAX_IMAGE_PIXELS": env_int("CONCORD_IMPORT_MAX_IMAGE_PIXELS", 40_000_000),
+    "MAX_TEXT_CHARS": env_int("CONCORD_IMPORT_MAX_TEXT_CHARS", 100_000),
     "THUMBNAIL_SIZE": 128,
     "CHUNK_ROWS": 2000,
 }

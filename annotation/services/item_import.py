@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -149,11 +150,13 @@ def _open_zip(path, source_name):
 
 def _zip_entries(archive, report):
     for info in archive.infolist():
-        if info.is_dir() or _is_hidden(info.filename):
+        if info.is_dir():
             continue
         unsafe = _unsafe_zip_name(info)
         if unsafe:
             report.reject(info.filename, "file", unsafe)
+            continue
+        if _is_hidden(info.filename):
             continue
         yield Entry(info.filename, info.file_size, lambda info=info: _read_zip_member(archive, info))
 
@@ -411,6 +414,8 @@ def _check_image(entry):
         data = entry.read()
     except _TooBig as exc:
         return f"file unpacks to more than {limit:,} bytes ({exc.args[0]:,} read)"
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        return f"cannot be read from the archive: {exc}"
     if not data:
         return "file is empty"
     max_pixels = limits()["MAX_IMAGE_PIXELS"]
