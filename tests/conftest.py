@@ -13,8 +13,10 @@ CROWD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" /
 
 
 @pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):
+def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    # A deliberately slow hasher costs a second per user; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def make_user(username, password="pw-for-tests-only"):
