@@ -49,8 +49,15 @@ class GuidelineAdmin(admin.ModelAdmin):
 @admin.register(models.ImportBatch)
 class ImportBatchAdmin(admin.ModelAdmin):
     list_display = [
-        "source_name", "project", "kind", "status", "created_count", "skipped_count", "rejected_count",
-        "created_by", "created_at",
+        "source_name",
+        "project",
+        "kind",
+        "status",
+        "created_count",
+        "skipped_count",
+        "rejected_count",
+        "created_by",
+        "created_at",
     ]
     list_filter = ["project", "kind", "status"]
     search_fields = ["source_name"]

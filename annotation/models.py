@@ -90,9 +90,7 @@ class Project(models.Model):
                 ),
                 name="project_split_fractions_sum_to_1",
             ),
-            models.CheckConstraint(
-                condition=Q(task_type__in=TaskType.values), name="project_task_type_valid"
-            ),
+            models.CheckConstraint(condition=Q(task_type__in=TaskType.values), name="project_task_type_valid"),
             models.CheckConstraint(condition=Q(data_kind__in=DataKind.values), name="project_data_kind_valid"),
         ]
 
@@ -126,9 +124,7 @@ class LabelClass(models.Model):
     shortcut = models.CharField(max_length=1, blank=True, help_text="One key that picks this class.")
     is_ambiguity = models.BooleanField(default=False, help_text="Means 'can't tell / borderline'.")
     order = models.PositiveIntegerField(default=0)
-    merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
-    )
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -142,9 +138,7 @@ class LabelClass(models.Model):
                 name="labelclass_shortcut_unique_in_project",
             ),
             models.CheckConstraint(condition=~Q(name=""), name="labelclass_name_not_empty"),
-            models.CheckConstraint(
-                condition=~Q(merged_into=F("pk")), name="labelclass_not_merged_into_itself"
-            ),
+            models.CheckConstraint(condition=~Q(merged_into=F("pk")), name="labelclass_not_merged_into_itself"),
             models.CheckConstraint(
                 condition=Q(merged_into__isnull=True) | Q(is_active=False),
                 name="labelclass_merged_is_inactive",
@@ -305,7 +299,6 @@ class AnnotationLabel(models.Model):
         return f"{self.label_class_id} on {self.annotation_id}"
 
 
-
 class GoldLabel(models.Model):
     """Truth for an item, defined outside the labelers (imported)."""
 
@@ -327,7 +320,6 @@ class GoldLabelClass(models.Model):
 
     def __str__(self):
         return f"{self.label_class_id} on {self.gold_id}"
-
 
 
 class Resolution(models.Model):
@@ -358,9 +350,7 @@ class ResolutionLabel(models.Model):
     label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["resolution", "label_class"], name="resolutionlabel_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["resolution", "label_class"], name="resolutionlabel_unique")]
 
     def __str__(self):
         return f"{self.label_class_id} on {self.resolution_id}"
