@@ -124,7 +124,9 @@ class LabelClass(models.Model):
     shortcut = models.CharField(max_length=1, blank=True, help_text="One key that picks this class.")
     is_ambiguity = models.BooleanField(default=False, help_text="Means 'can't tell / borderline'.")
     order = models.PositiveIntegerField(default=0)
-    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="merged_from"
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -255,7 +257,7 @@ class Annotation(models.Model):
     labels = models.ManyToManyField(LabelClass, through="AnnotationLabel", related_name="annotations")
     unsure = models.BooleanField(default=False)
     note = models.TextField(blank=True)
-    guideline = models.ForeignKey(Guideline, null=True, blank=True, on_delete=models.PROTECT)
+    guideline = models.ForeignKey(Guideline, null=True, blank=True, on_delete=models.RESTRICT)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
     client_id = models.UUIDField(null=True, blank=True, help_text="Makes a client's retry idempotent.")
@@ -288,7 +290,7 @@ class Annotation(models.Model):
 
 class AnnotationLabel(models.Model):
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE)
-    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT)
+    label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
 
     class Meta:
         constraints = [
@@ -313,7 +315,7 @@ class GoldLabel(models.Model):
 
 class GoldLabelClass(models.Model):
     gold = models.ForeignKey(GoldLabel, on_delete=models.CASCADE)
-    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT)
+    label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["gold", "label_class"], name="goldlabelclass_unique")]
@@ -347,7 +349,7 @@ class Resolution(models.Model):
 
 class ResolutionLabel(models.Model):
     resolution = models.ForeignKey(Resolution, on_delete=models.CASCADE)
-    label_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT)
+    label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["resolution", "label_class"], name="resolutionlabel_unique")]

@@ -12,11 +12,18 @@ from rest_framework.test import APIClient
 CROWD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "crowd"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hasher():
+    # The deliberately slow default hasher costs a second per user; tests create many users.
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture(autouse=True)
-def _test_settings(settings, tmp_path):
+def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    # A deliberately slow hasher costs a second per user; tests create many users.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def make_user(username, password="pw-for-tests-only"):
