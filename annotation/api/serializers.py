@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.urls import reverse
 from rest_framework import serializers
 
 from ..models import DataKind, ImportBatch, Item, LabelClass, Project, TaskType
@@ -65,8 +66,8 @@ class ImportUploadSerializer(serializers.Serializer):
 
 
 class ItemSerializer(serializers.ModelSerializer):
-    image = serializers.FileField(read_only=True, use_url=True)
-    thumbnail = serializers.FileField(read_only=True, use_url=True)
+    image = serializers.SerializerMethodField(help_text="URL of the image (members only).")
+    thumbnail = serializers.SerializerMethodField(help_text="URL of a small PNG preview (members only).")
     gold = serializers.SerializerMethodField(help_text="Gold class names, if the item has gold.")
 
     class Meta:
@@ -75,6 +76,17 @@ class ItemSerializer(serializers.ModelSerializer):
             "id", "external_id", "split", "in_consistency_sample", "metadata", "text", "image", "thumbnail",
             "width", "height", "gold", "created_at",
         ]  # fmt: skip
+
+    def _file_url(self, item, kind):
+        if not getattr(item, kind):
+            return None
+        return self.context["request"].build_absolute_uri(reverse("item-file", args=[item.pk, kind]))
+
+    def get_image(self, item) -> str | None:
+        return self._file_url(item, "image")
+
+    def get_thumbnail(self, item) -> str | None:
+        return self._file_url(item, "thumbnail")
 
     def get_gold(self, item) -> list[str]:
         gold = getattr(item, "gold", None)

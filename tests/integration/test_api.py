@@ -156,7 +156,8 @@ def test_items_list_query_count_and_gold(api_as, sme, project, tmp_path, django_
     by_id = {r["external_id"]: r for r in results}
     assert by_id["0.png"]["gold"] == ["crow"] and by_id["1.png"]["gold"] == []
     assert by_id["0.png"]["metadata"] == {"noise": "car"}
-    assert by_id["0.png"]["thumbnail"].startswith("http://testserver/media/thumbnails/")
+    item = Item.objects.get(external_id="0.png")
+    assert by_id["0.png"]["thumbnail"] == f"http://testserver/items/{item.pk}/thumbnail/"
     split = client.get(url, {"split": "test"}).data["results"]
     assert all(r["split"] == "test" for r in split)
     assert client.get(url, {"split": "holdout"}).status_code == 400
@@ -199,3 +200,24 @@ def test_openapi_schema_and_docs(client, mle):
     assert schema.status_code == 200
     assert b"/api/v1/projects/{project_id}/imports/" in schema.content
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_item_files_are_for_members_only(client, labeler, outsider, project):
+    import tempfile
+    from pathlib import Path
+
+    from annotation.services.item_import import import_items
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "a.png").write_bytes(png_bytes(7))
+        import_items(project, folder)
+    item = Item.objects.get(external_id="a.png")
+    url = reverse("item-file", args=[item.pk, "image"])
+    assert client.get(url).status_code == 302  # to the login page
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+    client.force_login(labeler)
+    response = client.get(url)
+    assert response.status_code == 200 and b"".join(response.streaming_content) == png_bytes(7)
+    assert client.get(reverse("item-file", args=[item.pk, "thumbnail"])).status_code == 200
+    assert client.get(reverse("item-file", args=[item.pk, "secrets"])).status_code == 404
