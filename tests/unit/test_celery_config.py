@@ -8,4 +8,3 @@ def test_tasks_are_acked_late_and_json_only():
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_serializer == "json" and conf.result_serializer == "json"
     assert list(conf.accept_content) == ["json"]
-
