@@ -112,3 +112,27 @@ class ResolutionAdmin(admin.ModelAdmin):
     search_fields = ["item__external_id", "note"]
     raw_id_fields = ["item", "decided_by"]
     inlines = [ResolutionLabelInline]
+
+
+@admin.register(models.QueueEntry)
+class QueueEntryAdmin(admin.ModelAdmin):
+    list_display = ["item", "project", "priority", "strategy", "score", "is_active", "created_at"]
+    list_filter = ["project", "strategy", "is_active"]
+    search_fields = ["item__external_id", "reason"]
+    raw_id_fields = ["item"]
+
+
+@admin.register(models.Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["item", "labeler", "status", "served_at", "expires_at"]
+    list_filter = ["item__project", "status"]
+    search_fields = ["item__external_id", "labeler__username"]
+    raw_id_fields = ["item", "labeler"]
+
+
+@admin.register(models.QualityReport)
+class QualityReportAdmin(admin.ModelAdmin):
+    list_display = ["project", "computed_at", "annotation_count"]
+    list_filter = ["project"]
+    search_fields = ["project__name"]
+    readonly_fields = ["data"]

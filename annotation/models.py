@@ -106,6 +106,9 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices)
+    last_seen_guideline_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The guideline version this member last read (for the 'new version' banner)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -356,3 +359,76 @@ class ResolutionLabel(models.Model):
 
     def __str__(self):
         return f"{self.label_class_id} on {self.resolution_id}"
+
+
+class QueueEntry(models.Model):
+    """Moves an item ahead in labelers' queues; active-learning cycles write these.
+
+    Higher `priority` is served first; `strategy` and `score` record what chose the item.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queue_entries")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="queue_entries")
+    priority = models.FloatField()
+    strategy = models.CharField(max_length=40, help_text="What chose the item, e.g. entropy, error_model, manual.")
+    score = models.FloatField(null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        verbose_name_plural = "queue entries"
+        ordering = ["project", "-priority"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(is_active=True), name="queueentry_one_active_per_item"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "is_active", "-priority"], name="queueentry_project_priority")]
+
+    def __str__(self):
+        return f"{self.item} at {self.priority:g} ({self.strategy})"
+
+
+class Assignment(models.Model):
+    """An item served to a labeler. While `leased` and not expired it holds one of the item's
+    label slots for that labeler; `done` once labelled, `skipped` when the labeler passed."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased", "Leased"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LEASED)
+    served_at = models.DateTimeField(db_default=Now())
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "labeler"], name="assignment_unique_item_labeler"),
+            models.CheckConstraint(
+                condition=Q(status__in=["leased", "done", "skipped"]), name="assignment_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["item", "status", "expires_at"], name="assignment_item_lease")]
+
+    def __str__(self):
+        return f"{self.item} for {self.labeler} ({self.status})"
+
+
+class QualityReport(models.Model):
+    """A computed label-quality report, stored so pages never recompute it in a request."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_reports")
+    computed_at = models.DateTimeField(db_default=Now())
+    annotation_count = models.PositiveIntegerField(help_text="Current annotations the report was computed from.")
+    data = models.JSONField()
+
+    class Meta:
+        ordering = ["project", "-computed_at"]
+        get_latest_by = "computed_at"
+
+    def __str__(self):
+        return f"quality of {self.project} at {self.computed_at:%Y-%m-%d %H:%M}"
