@@ -6,4 +6,5 @@ app_name = "frontend"
 
 urlpatterns = [
     path("", views.project_list, name="project-list"),
+    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
 ]

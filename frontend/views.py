@@ -1,10 +1,169 @@
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+"""Browser pages. Each view authorizes through the user-scoped querysets and reads with a fixed
+number of queries, whatever the number of projects, items, classes or labelers.
 
-from annotation.models import Project
+Labelers label blind: the project page shows them no gold status, no other labeler's work and
+no import reports (which can carry gold labels). Those are for SMEs, MLEs and superusers.
+"""
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Left
+from django.shortcuts import get_object_or_404, render
+
+from annotation.models import Annotation, GoldLabel, Item, LabelClass, Membership, Project, Role, Split
+
+PREVIEW_ITEMS = 24
+PREVIEW_TEXT_CHARS = 240
+LABELER_ROWS = 25
+IMPORT_BATCH_ROWS = 20
+ERROR_ROWS_PER_BATCH = 100
+SUMMARY_LIST_ITEMS = 20
+
+
+def _count_per_project(queryset, distinct=False):
+    """A correlated subquery counting `queryset` rows for the outer project (0 when none).
+
+    `distinct` counts each row once where a join (e.g. to annotations) repeats it."""
+    counted = queryset.order_by().values("project").annotate(n=Count("pk", distinct=distinct)).values("n")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def _user_role(user):
+    """The user's role in the outer project (None where they are not a member, e.g. a superuser)."""
+    return Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1])
+
+
+def _oversees(user, role):
+    """May this user see gold labels, other people's labels and import reports?"""
+    return user.is_superuser or role in (Role.SME, Role.MLE)
 
 
 @login_required
 def project_list(request):
-    projects = Project.objects.visible_to(request.user)
-    return render(request, "frontend/project_list.html", {"projects": projects})
+    projects = (
+        Project.objects.visible_to(request.user)
+        .annotate(
+            user_role=_user_role(request.user),
+            n_items=_count_per_project(Item.objects.filter(project=OuterRef("pk"))),
+            n_labelled=_count_per_project(
+                Item.objects.filter(project=OuterRef("pk"), annotations__is_current=True), distinct=True
+            ),
+            n_classes=_count_per_project(LabelClass.objects.filter(project=OuterRef("pk"), is_active=True)),
+        )
+        .order_by("name", "pk")
+    )
+    projects = list(projects)
+    for p in projects:
+        p.role_label = Role(p.user_role).label if p.user_role else ("Admin" if request.user.is_superuser else "")
+    return render(request, "frontend/project_list.html", {"projects": projects, "nav": "projects"})
+
+
+def _error_rows(errors):
+    """A batch's error report as rows of (row, field, file, message), whatever shape each entry has."""
+    rows = []
+    for entry in errors[:ERROR_ROWS_PER_BATCH] if isinstance(errors, list) else []:
+        if isinstance(entry, dict):
+            rows.append({key: entry.get(key, "") for key in ("row", "field", "file", "message")})
+        else:
+            rows.append({"row": "", "field": "", "file": "", "message": str(entry)})
+    return rows
+
+
+def _summary_rows(summary):
+    """What an import found, as (label, value) pairs: numbers and short texts; lists of names are
+    joined; examples and other nested data are left to the API."""
+    rows = []
+    for key, value in summary.items() if isinstance(summary, dict) else []:
+        if isinstance(value, bool) or value is None or value == "":
+            continue
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, str | int | float) for v in value):
+                continue
+            shown = ", ".join(str(v) for v in value[:SUMMARY_LIST_ITEMS])
+            value = shown + (f" … (+{len(value) - SUMMARY_LIST_ITEMS})" if len(value) > SUMMARY_LIST_ITEMS else "")
+        elif not isinstance(value, str | int | float):
+            continue
+        rows.append((key.replace("_", " ").capitalize(), value))
+    return rows
+
+
+@login_required
+def project_detail(request, slug):
+    user = request.user
+    project = get_object_or_404(
+        Project.objects.visible_to(user).annotate(user_role=_user_role(user)).select_related("created_by"),
+        slug=slug,
+    )
+    oversees = _oversees(user, project.user_role)
+    role_label = Role(project.user_role).label if project.user_role else ("Admin" if user.is_superuser else "")
+
+    classes = list(project.label_classes.select_related("merged_into").order_by("order", "name"))
+
+    item_aggregates = {
+        "total": Count("pk"),
+        **{s.value: Count("pk", filter=Q(split=s.value)) for s in Split},
+        "consistency": Count("pk", filter=Q(in_consistency_sample=True)),
+    }
+    if oversees:
+        item_aggregates["gold"] = Count("gold")
+    item_counts = project.items.aggregate(**item_aggregates)
+
+    current = Annotation.objects.current().filter(item__project=project)
+    annotation_counts = current.aggregate(
+        annotations=Count("pk"),
+        labelled_items=Count("item", distinct=True),
+        labelers=Count("labeler", distinct=True),
+        mine=Count("pk", filter=Q(labeler=user)),
+    )
+
+    team = {row["role"]: row["n"] for row in project.memberships.values("role").annotate(n=Count("pk")).order_by()}
+    team_rows = [(Role(r).label, team.get(r, 0)) for r in Role.values]
+
+    splits = [
+        {
+            "name": s.label,
+            "value": s.value,
+            "fraction": project.split_fractions[s],
+            "count": item_counts[s.value],
+        }
+        for s in Split
+    ]
+
+    preview = project.items.order_by("pk")
+    if project.data_kind == "text":
+        preview = preview.annotate(snippet=Left("text", PREVIEW_TEXT_CHARS + 1)).defer("text")
+    if oversees:
+        preview = preview.annotate(has_gold=Exists(GoldLabel.objects.filter(item=OuterRef("pk"))))
+    preview = list(preview.defer("metadata")[:PREVIEW_ITEMS])
+
+    context = {
+        "nav": "projects",
+        "project": project,
+        "role_label": role_label,
+        "oversees": oversees,
+        "classes": classes,
+        "n_active_classes": sum(1 for c in classes if c.is_active),
+        "item_counts": item_counts,
+        "annotation_counts": annotation_counts,
+        "team_rows": team_rows,
+        "splits": splits,
+        "preview": preview,
+        "preview_text_chars": PREVIEW_TEXT_CHARS,
+    }
+    if oversees:
+        context["labeler_rows"] = list(
+            current.values("labeler__username")
+            .annotate(n=Count("pk"), unsure=Count("pk", filter=Q(unsure=True)), last=Max("created_at"))
+            .order_by("-n", "labeler__username")[:LABELER_ROWS]
+        )
+        batches = list(
+            project.import_batches.select_related("created_by").order_by("-created_at", "-pk")[: IMPORT_BATCH_ROWS + 1]
+        )
+        context["more_batches"] = len(batches) > IMPORT_BATCH_ROWS
+        batches = batches[:IMPORT_BATCH_ROWS]
+        for b in batches:
+            b.error_rows = _error_rows(b.errors)
+            b.summary_rows = _summary_rows(b.summary)
+            b.errors_not_shown = max(0, len(b.errors) - len(b.error_rows)) if isinstance(b.errors, list) else 0
+        context["batches"] = batches
+    return render(request, "frontend/project_detail.html", context)

@@ -1,0 +1,110 @@
+"""End-to-end tests: Playwright drives Debian's Chromium against Django's live server.
+
+Playwright never downloads a browser here: the tests launch `/usr/bin/chromium` (installed by
+`make chromium`, which `make test` runs) and fail with a clear message where it is missing.
+"""
+
+import io
+import os
+from pathlib import Path
+
+# Playwright's sync API runs an event loop in the test thread; Django would otherwise refuse
+# the ORM calls that test fixtures make from that thread.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+
+import pytest
+
+from tests.e2e.chromium import CHROMIUM, LAUNCH_ARGS, VIEWPORT
+
+PASSWORD = "pw-for-tests-only"  # tests/conftest.py's make_user default
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the browser tests after all others.
+
+    While Playwright's sync API is up (a session fixture), the main thread has a running asyncio
+    loop: `asyncio.run()` fails there, and Django keeps a second set of database connections
+    for that "async" context. Putting the browser tests last keeps every other test out of it.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+@pytest.fixture(scope="session")
+def _close_db_connections_before_playwright():
+    from django.db import connections
+
+    connections.close_all()
+
+
+@pytest.fixture(scope="session")
+def playwright(_close_db_connections_before_playwright, playwright):
+    """pytest-playwright's `playwright`, with Django's connections closed on both sides of it.
+
+    Once the loop runs, Django opens new connections instead of the thread's own ones; a
+    connection left open on either side would keep PostgreSQL from dropping the test database.
+    """
+    from django.db import connections
+
+    yield playwright
+    connections.close_all()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Debian's Chromium is missing at {CHROMIUM}: run `make chromium` (apt-get install chromium).")
+    return {**LAUNCH_ARGS, "args": list(LAUNCH_ARGS["args"])}
+
+
+@pytest.fixture(scope="session")
+def base_url(live_server):
+    """Pages open relative URLs (`page.goto("/login/")`) against Django's live server."""
+    return live_server.url
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": VIEWPORT}
+
+
+@pytest.fixture
+def page(page):
+    # Fail in seconds, not Playwright's default 30 s, when something is missing.
+    page.set_default_timeout(5_000)
+    return page
+
+
+def png_bytes(size=64, seed=0):
+    """A small real PNG: a dark diagonal stroke on a light background."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (size, size), 235)
+    draw = ImageDraw.Draw(image)
+    offset = (seed * 7) % (size // 2)
+    draw.line([(offset, 4), (size - 4, size - offset - 4)], fill=20, width=size // 8)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def add_image_item(project, external_id, split="train", seed=0, **fields):
+    """An item with a real PNG image and thumbnail written into MEDIA_ROOT."""
+    from django.core.files.base import ContentFile
+
+    from annotation.models import Item
+
+    item = Item(project=project, external_id=external_id, split=split, width=64, height=64, **fields)
+    data = png_bytes(seed=seed)
+    item.image.save(f"{external_id}.png", ContentFile(data), save=False)
+    item.thumbnail.save(f"{external_id}.png", ContentFile(data), save=False)
+    item.save()
+    return item
+
+
+def log_in(page, username, password=PASSWORD):
+    """Log in through the form like a person: type, then press Enter."""
+    page.goto("/login/")
+    page.get_by_label("Username").press_sequentially(username)
+    page.get_by_label("Password").press_sequentially(password)
+    page.get_by_label("Password").press("Enter")
