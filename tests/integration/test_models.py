@@ -72,7 +72,7 @@ def test_item_external_id_and_content_unique_per_project(project, other_project)
     Item.objects.create(project=project, external_id="a", split="train", sha256="f" * 64)
     violates(lambda: Item.objects.create(project=project, external_id="a", split="dev"))
     violates(lambda: Item.objects.create(project=project, external_id="b", split="dev", sha256="f" * 64))
-    violates(lambda: Item.objects.create(project=project, external_id="c", split="holdout"))
+    violates(lambda: Item.objects.create(project=project, external_id="c", split="hold"))
     violates(lambda: Item.objects.create(project=project, external_id="", split="train"))
     Item.objects.create(project=project, external_id="d", split="train")  # no content: no hash
     Item.objects.create(project=project, external_id="e", split="train")
