@@ -12,4 +12,5 @@ urlpatterns = [
     path("projects/<int:project_id>/imports/", views.ImportList.as_view(), name="import-list"),
     path("projects/<int:project_id>/imports/<int:pk>/", views.ImportDetail.as_view(), name="import-detail"),
     path("projects/<int:project_id>/items/", views.ItemList.as_view(), name="item-list"),
+    path("projects/<int:project_id>/members/", views.MemberList.as_view(), name="member-list"),
 ]

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from ..models import DataKind, ImportBatch, Item, LabelClass, Project, TaskType
+from ..models import DataKind, ImportBatch, Item, LabelClass, Project, Role, TaskType
 
 
 class LabelClassSerializer(serializers.ModelSerializer):
@@ -91,3 +91,11 @@ class ItemSerializer(serializers.ModelSerializer):
     def get_gold(self, item) -> list[str]:
         gold = getattr(item, "gold", None)
         return [c.name for c in gold.labels.all()] if gold else []
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices)
+    password = serializers.CharField(
+        write_only=True, required=False, allow_blank=False, help_text="Only to create a new account."
+    )

@@ -12,7 +12,7 @@ from ..access import STAFF_ROLES, can_create_projects, project_for
 from ..errors import DomainError
 from ..models import ImportBatch, Item, LabelClass, Membership, Project, Role, Split
 from ..services.item_import import import_items
-from ..services.projects import create_project
+from ..services.projects import add_member, create_project
 from . import serializers
 
 
@@ -117,3 +117,27 @@ class ItemList(generics.ListAPIView):
                 raise ValidationError({"split": [f"must be one of {', '.join(Split.values)}"]})
             items = items.filter(split=split)
         return items
+
+
+class MemberList(generics.GenericAPIView):
+    """The project's members (SMEs and MLEs see them). An MLE adds a member, creating the
+    account when a password is given; a second add with another role changes the role."""
+
+    serializer_class = serializers.MemberSerializer
+    pagination_class = None
+
+    def get(self, request, project_id):
+        project = project_for(request.user, project_id, roles=STAFF_ROLES)
+        members = Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+        return Response([{"username": m.user.username, "role": m.role} for m in members])
+
+    def post(self, request, project_id):
+        project = project_for(request.user, project_id, roles=(Role.MLE,))
+        data = self.get_serializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            membership, created = add_member(project, **data.validated_data)
+        except DomainError as exc:
+            raise _invalid(exc) from exc
+        body = {"username": membership.user.username, "role": membership.role, "account_created": created}
+        return Response(body, status=status.HTTP_201_CREATED)

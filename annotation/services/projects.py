@@ -1,3 +1,6 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -89,3 +92,38 @@ def add_classes(project, names, *, is_ambiguity=False):
         LabelClass(project=project, name=n, shortcut=key, order=start + i, is_ambiguity=is_ambiguity)
         for i, (n, key) in enumerate(zip(names, keys, strict=True))
     )
+
+
+@transaction.atomic
+def add_member(project, *, username, role, password=None):
+    """Give `username` a role in the project, creating the account when `password` is given.
+
+    There is no open sign-up: accounts come from admins (Django admin) or a project's MLE.
+    Returns (membership, created_user).
+    """
+    if role not in Role.values:
+        raise DomainError(f"role must be one of {', '.join(Role.values)}", "role")
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    created = user is None
+    if created:
+        if not password:
+            raise DomainError(f"there is no user {username!r}; give a password to create the account", "password")
+        user = User(username=username)
+        try:
+            User.username_validator(username)
+        except ValidationError as exc:
+            raise DomainError(" ".join(exc.messages), "username") from exc
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise DomainError(" ".join(exc.messages), "password") from exc
+        user.set_password(password)
+        user.save()
+    elif password:
+        raise DomainError(f"user {username!r} exists already; their password is theirs to change", "password")
+    membership, fresh = Membership.objects.get_or_create(user=user, project=project, defaults={"role": role})
+    if not fresh and membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership, created
