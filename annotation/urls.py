@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
 from .api import views
+from .api.quality import QualityReportView
 
 app_name = "api"
 
@@ -13,4 +14,5 @@ urlpatterns = [
     path("projects/<int:project_id>/imports/<int:pk>/", views.ImportDetail.as_view(), name="import-detail"),
     path("projects/<int:project_id>/items/", views.ItemList.as_view(), name="item-list"),
     path("projects/<int:project_id>/members/", views.MemberList.as_view(), name="member-list"),
+    path("projects/<int:project_id>/quality/", QualityReportView.as_view(), name="project-quality"),
 ]

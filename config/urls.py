@@ -13,5 +13,6 @@ urlpatterns = [
     path("items/<int:pk>/<str:kind>/", item_file, name="item-file"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("frontend.quality_urls")),
     path("", include("frontend.urls")),
 ]
