@@ -220,6 +220,20 @@ class Item(models.Model):
     )
     source_name = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The labeling queue's bookkeeping (annotation/services/labeling.py writes both).
+    queue_rank = models.BigIntegerField(
+        null=True, blank=True, editable=False, help_text="Place in the project's seeded shuffled order."
+    )
+    queue_done = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="All label slots filled when the labeling service last looked; only narrows the queue's scan.",
+    )
+    queue_gold = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Had gold when the labeling service last looked: picks the gold pool, never the labels needed.",
+    )
 
     class Meta:
         ordering = ["project", "id"]
@@ -231,7 +245,17 @@ class Item(models.Model):
             models.CheckConstraint(condition=Q(split__in=Split.values), name="item_split_valid"),
             models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
         ]
-        indexes = [models.Index(fields=["project", "split"], name="item_project_split")]
+        indexes = [
+            models.Index(fields=["project", "split"], name="item_project_split"),
+            # The queue walks the open items of a project, ordinary or gold, in shuffled order...
+            models.Index(
+                fields=["project", "queue_gold", "queue_rank", "id"],
+                condition=Q(queue_done=False),
+                name="item_queue_open",
+            ),
+            # ...after ranking the few that have no rank yet (new imports).
+            models.Index(fields=["project"], condition=Q(queue_rank__isnull=True), name="item_queue_unranked"),
+        ]
 
     def __str__(self):
         return self.external_id
@@ -285,7 +309,10 @@ class Annotation(models.Model):
             ),
             models.CheckConstraint(condition=Q(source__in=Source.values), name="annotation_source_valid"),
         ]
-        indexes = [models.Index(fields=["item", "is_current"], name="annotation_item_current")]
+        indexes = [
+            models.Index(fields=["item", "is_current"], name="annotation_item_current"),
+            models.Index(fields=["labeler", "-created_at"], name="annotation_labeler_recent"),
+        ]
 
     def __str__(self):
         return f"{self.labeler} on {self.item}"
@@ -412,7 +439,10 @@ class Assignment(models.Model):
                 condition=Q(status__in=["leased", "done", "skipped"]), name="assignment_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["item", "status", "expires_at"], name="assignment_item_lease")]
+        indexes = [
+            models.Index(fields=["item", "status", "expires_at"], name="assignment_item_lease"),
+            models.Index(fields=["labeler", "status", "expires_at"], name="assignment_labeler_lease"),
+        ]
 
     def __str__(self):
         return f"{self.item} for {self.labeler} ({self.status})"

@@ -112,6 +112,9 @@ if _db_scheme == "sqlite":
     # Wait for a writer instead of failing at once: the web server and the worker share the file.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+    # A file, not Django's shared in-memory database: the live server's request threads in the
+    # browser tests then get connections of their own.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -186,6 +189,25 @@ CONCORD_IMPORT = {
     "MAX_TEXT_CHARS": env_int("CONCORD_IMPORT_MAX_TEXT_CHARS", 100_000),
     "THUMBNAIL_SIZE": 128,
     "CHUNK_ROWS": 2000,
+}
+CONCORD_LABELING = {
+    "LEASE_SECONDS": env_int("CONCORD_LABELING_LEASE_SECONDS", 600),  # an unsubmitted item returns to the queue
+    "GOLD_RATE": 0.1,  # share of next-item answers that serve a gold item while both kinds remain
+    "UNDO_SECONDS": env_int("CONCORD_LABELING_UNDO_SECONDS", 30),  # how long after a submit Z may undo it
+    "MAX_NOTE_CHARS": 2000,
+    "MAX_EXCLUDE": 3,  # next-item ?exclude= ids (the page holds its current item while it prefetches the next)
+    "HIDDEN_METADATA_KEYS": ["gold", "label", "labels", "truth", "target", "answer", "class"],  # and keys "_..."
+}
+CONCORD_TRAINING = {
+    "CV_BELOW_LABELS": 200,  # fewer train+dev labels than this: K-fold cross-validation instead of the dev split
+    "CV_FOLDS": 5,
+    "CONSENSUS": "dawid_skene",  # or "majority_vote": the label of items with neither resolution nor gold
+    "CONSENSUS_MIN_CONFIDENCE": 0.8,  # consensus is a training label only this sure (posterior or vote share)
+    "KEEP_AMBIGUITY": False,  # True keeps ambiguous items as their own class
+    "TOP_K": 12,  # items per top-k list (confidently wrong, most uncertain)
+    "STALE_AFTER_SECONDS": env_int("CONCORD_TRAINING_STALE_AFTER_SECONDS", 3600),  # silent worker: version failed
+    "TF_THREADS": env_int("CONCORD_TRAINING_TF_THREADS", 0),  # TensorFlow threads in the worker; 0 = its default
+    "ARTIFACT_DIR": env.str("CONCORD_TRAINING_ARTIFACT_DIR", default=""),  # "" = MEDIA_ROOT/models
 }
 
 LOGGING = {

@@ -10,9 +10,12 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("annotation.urls")),
+    path("api/v1/", include("training.urls")),
     path("items/<int:pk>/<str:kind>/", item_file, name="item-file"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("frontend.quality_urls")),
+    path("", include("frontend.labeling_urls")),
+    path("", include("frontend.training_urls")),
     path("", include("frontend.urls")),
 ]

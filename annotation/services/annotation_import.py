@@ -45,6 +45,7 @@ from ..models import (
     TaskType,
 )
 from ..splits import draw_consistency_sample, draw_split
+from .labeling import refresh_queue_state
 from .projects import add_classes
 
 ANNOTATION_ROLES = ("item", "labeler", "label")
@@ -276,6 +277,8 @@ class _Plan:
         self._write_items(batch, [i for i in file_items if i not in item_ids], item_ids)
         self._write_annotations(batch, to_create, edited_ids, item_ids, {w: users[u] for w, u in usernames.items()})
         self._write_gold(batch, gold_to_create, item_ids)
+        # New labels and gold change which items still need labels.
+        refresh_queue_state(self.project)
         return batch
 
     def _write_labelers(self, users, new_users):

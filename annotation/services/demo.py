@@ -14,6 +14,7 @@ from PIL import Image
 from .. import simulation
 from ..models import Annotation, AnnotationLabel, Guideline, Membership, Project, Role, Source
 from .item_import import import_items
+from .labeling import refresh_queue_state
 from .projects import create_project
 
 DEMO_SLUG = "digits"
@@ -172,4 +173,5 @@ def simulate_labels(project, n_labelers, truth_by_external_id, guideline, rng):
         ),
         batch_size=2000,
     )
+    refresh_queue_state(project)
     return len(annotations)

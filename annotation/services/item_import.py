@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import ImportRejected
 from ..models import DataKind, GoldLabel, GoldLabelClass, ImportBatch, Item, TaskType
 from ..splits import draw_consistency_sample, draw_split
+from .labeling import refresh_queue_state
 
 IMAGE_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 MANIFEST_NAME = "manifest.csv"
@@ -505,4 +506,6 @@ def _write_batch(project, prepared, report, *, kind, user, source_name):
             ),
             batch_size=chunk,
         )
+        # New items need queue ranks, and gold items need k labels.
+        refresh_queue_state(project)
     return batch

@@ -7,8 +7,9 @@ from django.utils.text import slugify
 from ..errors import DomainError
 from ..models import LabelClass, Membership, Project, Role, TaskType
 
-# Shortcut keys offered to classes in order; the labeling page maps them to classes.
-SHORTCUT_KEYS = "1234567890qwertyuiopasdfghjklzxcvbnm"
+# Shortcut keys offered to classes in order. U, S and Z are left out: on the labeling page they
+# toggle unsure, skip and undo.
+SHORTCUT_KEYS = "1234567890qwertyiopadfghjklxcvbnm"
 
 
 def assign_shortcuts(names, taken=()):

@@ -1,7 +1,8 @@
 """End-to-end tests: Playwright drives Debian's Chromium against Django's live server.
 
 Playwright never downloads a browser here: the tests launch `/usr/bin/chromium` (installed by
-`make chromium`, which `make test` runs) and fail with a clear message where it is missing.
+`make chromium`, which `make test` runs). Where it is missing they skip with a message saying how
+to install it, except in CI (`CI=true`), where they fail.
 """
 
 import io
@@ -53,7 +54,10 @@ def playwright(_close_db_connections_before_playwright, playwright):
 @pytest.fixture(scope="session")
 def browser_type_launch_args():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian's Chromium is missing at {CHROMIUM}: run `make chromium` (apt-get install chromium).")
+        message = f"Debian's Chromium is missing at {CHROMIUM}: run `make chromium` (apt-get install chromium)."
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)  # CI must run the browser tests, never skip them
+        pytest.skip(message)
     return {**LAUNCH_ARGS, "args": list(LAUNCH_ARGS["args"])}
 
 

@@ -112,10 +112,11 @@ def test_admin_lists_every_model_and_each_changelist_renders(client, demo_db):
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(admin)
     index = client.get(reverse("admin:index")).content.decode()
-    for model in apps.get_app_config("annotation").get_models():
+    models = [m for app in ("annotation", "training") for m in apps.get_app_config(app).get_models()]
+    for model in models:
         if model.__name__ in {"AnnotationLabel", "GoldLabelClass", "ResolutionLabel"}:
             continue  # through tables are edited inline on their parent
-        url = reverse(f"admin:annotation_{model._meta.model_name}_changelist")
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
         assert url in index, model
         assert client.get(url, {"q": "1"}).status_code == 200, url
     admin.delete()

@@ -1,0 +1,15 @@
+"""The model pages' URLs, included from config/urls.py before frontend.urls."""
+
+from django.urls import path
+
+from . import training_views
+
+app_name = "training"
+
+urlpatterns = [
+    path("projects/<slug:slug>/models/", training_views.model_list, name="model-list"),
+    path("projects/<slug:slug>/models/status/", training_views.model_status, name="model-status"),
+    path("projects/<slug:slug>/models/<slug:model_id>/", training_views.model_detail, name="model-detail"),
+    path("projects/<slug:slug>/models/<slug:model_id>/promote/", training_views.model_promote, name="model-promote"),
+    path("projects/<slug:slug>/models/<slug:model_id>/rollback/", training_views.model_rollback, name="model-rollback"),
+]

@@ -1,0 +1,249 @@
+"""Model pages: the project's models with a Train form and live progress, and one model's report.
+
+SMEs and MLEs read; MLEs train, promote and roll back. Non-members get 404, labelers 403. The
+pages read stored rows (a fixed number of queries) and draw SVG from the stored metrics; they
+never import TensorFlow or load a model.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from annotation.access import STAFF_ROLES, role_in
+from annotation.models import Project, Role
+from training import plots, services
+from training.models import ModelVersion, Promotion
+from training.trainers import TRAINERS
+
+from . import charts
+
+MODEL_ROWS = 100
+PROMOTION_ROWS = 10
+STATUS_IDS = 50
+TOP_K_LISTS = [
+    ("train", "confidently_wrong", "Train: confidently wrong", "Often conflicting labels: check them first."),
+    ("train", "most_uncertain", "Train: most uncertain", "The model cannot decide between two classes."),
+    ("dev", "confidently_wrong", "Dev: confidently wrong", "Where the model fails on items it never trained on."),
+    ("dev", "most_uncertain", "Dev: most uncertain", "Borderline items: candidates for the guideline."),
+]
+
+
+def _project(request, slug, roles=STAFF_ROLES):
+    """The project for a member holding one of ``roles`` (404 for non-members, 403 otherwise)."""
+    project = get_object_or_404(Project.objects.visible_to(request.user), slug=slug)
+    role = role_in(request.user, project)
+    if role not in roles:
+        raise PermissionDenied("The model pages are for the project's SMEs and MLEs.")
+    project.role = role
+    return project
+
+
+def _version(project, model_id):
+    return get_object_or_404(
+        ModelVersion.objects.select_related("snapshot", "created_by"), project=project, short_id=model_id
+    )
+
+
+def _common(request, project):
+    return {
+        "nav": "projects",
+        "project": project,
+        "role": project.role,
+        "role_label": Role(project.role).label if project.role else "",
+        "is_mle": project.role == Role.MLE,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_list(request, slug):
+    project = _project(request, slug)
+    choices = services.trainer_choices(project)
+    form_error = None
+    if request.method == "POST":
+        if project.role != Role.MLE:
+            raise PermissionDenied("Only the project's MLEs train models.")
+        policy = {}
+        raw_conf = request.POST.get("min_confidence", "").strip()
+        if raw_conf:
+            try:
+                policy["min_confidence"] = float(raw_conf)
+            except ValueError:
+                policy["min_confidence"] = raw_conf  # the service names the problem
+        if request.POST.get("keep_ambiguity"):
+            policy["keep_ambiguity"] = True
+        try:
+            version = services.start_training(
+                project, trainer=request.POST.get("trainer", ""), user=request.user, policy=policy
+            )
+        except services.TrainingError as exc:
+            form_error = exc.message
+        else:
+            messages.success(request, f"Training of model {version.short_id} has started.")
+            return redirect(reverse("training:model-list", args=[project.slug]))
+    versions = list(
+        ModelVersion.objects.filter(project=project)
+        .select_related("snapshot", "created_by")
+        .order_by("-created_at", "-pk")[:MODEL_ROWS]
+    )
+    promotions = list(
+        Promotion.objects.filter(project=project)
+        .select_related("model_version", "previous", "by")
+        .order_by("-at", "-pk")[:PROMOTION_ROWS]
+    )
+    context = {
+        **_common(request, project),
+        "versions": versions,
+        "current": next((v for v in versions if v.is_promoted), None),
+        "promotions": promotions,
+        "trainer_choices": choices,
+        "default_min_confidence": services.training_settings()["CONSENSUS_MIN_CONFIDENCE"],
+        "form_error": form_error,
+        "status_url": reverse("training:model-status", args=[project.slug]),
+    }
+    return render(request, "frontend/training/model_list.html", context, status=400 if form_error else 200)
+
+
+@login_required
+@require_GET
+def model_status(request, slug):
+    """{"models": [{id, status, stage, progress, epoch, epochs, error, accuracy}]} for the ids in
+    ``?ids=a,b`` (at most 50), or for every version still training."""
+    project = _project(request, slug)
+    versions = ModelVersion.objects.filter(project=project)
+    ids = [part for part in request.GET.get("ids", "").split(",") if part.strip()][:STATUS_IDS]
+    versions = versions.filter(short_id__in=ids) if ids else versions.filter(status=ModelVersion.Status.TRAINING)
+    payload = [services.progress_payload(v) for v in versions.order_by("-created_at", "-pk")[:STATUS_IDS]]
+    return JsonResponse({"models": payload}, headers={"Cache-Control": "no-store"})
+
+
+def _class_rows(metrics):
+    ev = metrics.get("evaluation") or {}
+    names = metrics.get("classes") or []
+    rows = []
+    for i, name in enumerate(names):
+
+        def at(key, i=i):
+            values = ev.get(key) or []
+            return values[i] if i < len(values) else None
+
+        rows.append(
+            {
+                "name": name,
+                "precision": at("precision"),
+                "recall": at("recall"),
+                "f1": at("f1"),
+                "support": at("support"),
+                "roc_auc": at("roc_auc"),
+            }
+        )
+    return rows
+
+
+def _confusion_chart(metrics):
+    ev = metrics.get("evaluation") or {}
+    confusion = ev.get("confusion") or []
+    names = metrics.get("classes") or []
+    shares = []
+    for row in confusion:
+        total = sum(row)
+        shares.append([c / total if total else None for c in row])
+    return charts.heatmap(
+        shares,
+        names,
+        title="Confusion on the evaluation items: share of each true class predicted as each column's class",
+        row_title="true class (label)",
+        col_title="the model predicts",
+    )
+
+
+def _gap_rows(metrics):
+    gap = metrics.get("gap_to_hlp") or {}
+    rows = []
+    for row in gap.get("rows") or []:
+        row = dict(row)
+        row["bar"] = charts.interval_bar(
+            row.get("model_accuracy"),
+            reference=row.get("hlp"),
+            label=f"model {_pct(row.get('model_accuracy'))}, HLP {_pct(row.get('hlp'))}",
+        )
+        rows.append(row)
+    return rows
+
+
+def _pct(value):
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+@login_required
+@require_GET
+def model_detail(request, slug, model_id):
+    project = _project(request, slug)
+    version = _version(project, model_id)
+    metrics = version.metrics or {}
+    context = {**_common(request, project), "version": version, "metrics": metrics}
+    if version.status == ModelVersion.Status.READY and metrics:
+        ev = metrics.get("evaluation") or {}
+        top_k = metrics.get("top_k") or {}
+        cross_validated = ev.get("method") == "cross_validation"  # the "dev" lists are out-of-fold
+        context.update(
+            evaluation=ev,
+            class_rows=_class_rows(metrics),
+            confusion_chart=_confusion_chart(metrics),
+            calibration_chart=plots.reliability_diagram(ev.get("calibration") or {}, ece=ev.get("ece")),
+            slices=metrics.get("slices") or [],
+            gap=metrics.get("gap_to_hlp") or {},
+            gap_rows=_gap_rows(metrics),
+            galleries=[
+                {
+                    "key": f"{split}-{kind.replace('_', '-')}",
+                    "title": title.replace("Dev:", "Held-out folds:") if cross_validated else title,
+                    "hint": hint,
+                    "kind": kind,
+                    "items": (top_k.get(split) or {}).get(kind) or [],
+                    "item_ids": ",".join(str(i["item_id"]) for i in (top_k.get(split) or {}).get(kind) or []),
+                }
+                for split, kind, title, hint in TOP_K_LISTS
+            ],
+            baselines=metrics.get("baselines") or {},
+        )
+    if version.snapshot is not None:
+        context["split_totals"] = [(split, sum(c.values())) for split, c in (version.snapshot.counts or {}).items()]
+    context["status_url"] = reverse("training:model-status", args=[project.slug])
+    context["trainer_label"] = TRAINERS[version.trainer].label if version.trainer in TRAINERS else version.trainer
+    return render(request, "frontend/training/model_detail.html", context)
+
+
+def _action(request, slug, model_id, action):
+    project = _project(request, slug, roles=(Role.MLE,))
+    version = _version(project, model_id)
+    try:
+        record = action(version, user=request.user, note=request.POST.get("note", ""))
+    except services.TrainingError as exc:
+        messages.error(request, exc.message)
+    else:
+        if action is services.promote:
+            text = f"Model {version.short_id} is now the current model." if record else "Already the current model."
+        else:
+            back = record.model_version.short_id if record.model_version else None
+            text = f"Rolled back: model {back} is current again." if back else "Rolled back: no model is current now."
+        messages.success(request, text)
+    if request.POST.get("next") == "list":
+        return redirect(reverse("training:model-list", args=[slug]))
+    return redirect(reverse("training:model-detail", args=[slug, model_id]))
+
+
+@login_required
+@require_POST
+def model_promote(request, slug, model_id):
+    return _action(request, slug, model_id, services.promote)
+
+
+@login_required
+@require_POST
+def model_rollback(request, slug, model_id):
+    return _action(request, slug, model_id, services.rollback)

@@ -1,0 +1,224 @@
+"""The training API: model versions of a project (list, train), one version, promote, roll back.
+
+Views authorize (``project_for``: 404 for non-members, 403 for a member without the role), check
+the input's shape, make one service call and answer. A refused request (TrainingError) is 400
+naming the field at fault; promoting a model that is not ready, or rolling back one that is not
+current (Conflict), is 409. SMEs and MLEs read; MLEs train, promote and roll back.
+"""
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.access import STAFF_ROLES, project_for
+from annotation.models import Role
+
+from . import services
+from .models import ModelVersion, Promotion
+from .trainers import TRAINERS
+
+
+class ConflictError(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The model is not in a state that allows this."
+    default_code = "conflict"
+
+
+def _api_error(exc: services.TrainingError):
+    body = {exc.field or "non_field_errors": [exc.message]}
+    if isinstance(exc, services.Conflict):
+        return ConflictError(body)
+    return ValidationError(body)
+
+
+# --------------------------------------------------------------------------------------------
+# Serializers
+# --------------------------------------------------------------------------------------------
+
+
+class SnapshotSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    content_hash = serializers.CharField(help_text="SHA-256 of the rows and class list: same labels, same hash.")
+    created_at = serializers.DateTimeField()
+    policy = serializers.JSONField(help_text="{consensus, min_confidence, keep_ambiguity}")
+    classes = serializers.JSONField(help_text="[{id, name, is_ambiguity}] in class-index order.")
+    counts = serializers.JSONField(help_text="{split: {class: labels}}")
+    sources = serializers.JSONField(help_text="Items per label source and per reason left out.")
+    size = serializers.IntegerField()
+
+
+# A pattern, not an enum: spectacular would merge an enum with ImportBatch's "status" under a hashed name.
+@extend_schema_field({"type": "string", "pattern": f"^({'|'.join(ModelVersion.Status.values)})$"})
+class StatusField(serializers.CharField):
+    pass
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="short_id", read_only=True, help_text="The model's short id.")
+    status = StatusField(read_only=True, help_text="training, then ready or failed (see error).")
+    project = serializers.IntegerField(source="project_id", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    snapshot = SnapshotSerializer(read_only=True, allow_null=True)
+    accuracy = serializers.FloatField(
+        source="headline_accuracy", read_only=True, allow_null=True, help_text="Dev (or cross-validated) accuracy."
+    )
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id", "url", "project", "trainer", "status", "error", "stage", "progress", "epoch", "epochs",
+            "is_promoted", "accuracy", "hyperparameters", "policy", "random_state", "snapshot", "timings",
+            "attempts", "created_by", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_url(self, version) -> str:
+        return self.context["request"].build_absolute_uri(reverse("training_api:model-detail", args=[version.short_id]))
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    metrics = serializers.JSONField(
+        read_only=True,
+        help_text="evaluation (accuracy, per-class P/R/F1, confusion, ROC AUC, calibration, ECE), baselines, "
+        "slices, gap_to_hlp, top_k, train, test, timings. Null figures are undefined.",
+    )
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [*ModelVersionSerializer.Meta.fields, "metrics"]
+
+
+class TrainRequestSerializer(serializers.Serializer):
+    trainer = serializers.ChoiceField(choices=list(TRAINERS))
+    hyperparameters = serializers.DictField(required=False, default=dict, help_text="Trainer-specific; see README.")
+    consensus = serializers.ChoiceField(choices=services.CONSENSUS_METHODS, required=False)
+    min_confidence = serializers.FloatField(min_value=0, max_value=1, required=False)
+    keep_ambiguity = serializers.BooleanField(required=False)
+    random_state = serializers.IntegerField(min_value=0, max_value=2**32 - 1, required=False)
+
+
+class PromotionSerializer(serializers.ModelSerializer):
+    model = serializers.SlugRelatedField(source="model_version", slug_field="short_id", read_only=True)
+    previous = serializers.SlugRelatedField(slug_field="short_id", read_only=True)
+    by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Promotion
+        fields = ["id", "action", "model", "previous", "by", "at", "note"]
+
+
+class NoteSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------------------------
+
+
+def _versions():
+    return ModelVersion.objects.select_related("snapshot", "created_by").order_by("-created_at", "-pk")
+
+
+def _version_for(user, model_id, roles=STAFF_ROLES):
+    """The version if the user may see its project (404 otherwise, also for a non-member)."""
+    version = _versions().filter(short_id=model_id).first()
+    if version is None:
+        raise NotFound("No such model.")
+    version.project = project_for(user, version.project_id, roles=roles)
+    return version
+
+
+class ProjectModels(generics.ListCreateAPIView):
+    """Model versions of a project, newest first (SMEs and MLEs); an MLE starts a training."""
+
+    serializer_class = ModelVersionSerializer
+
+    def get_queryset(self):
+        project = project_for(self.request.user, self.kwargs["project_id"], roles=STAFF_ROLES)
+        return _versions().filter(project=project)
+
+    @extend_schema(
+        summary="Train a model",
+        description="Queues a training run; the answer is the new version, status `training`. Poll "
+        "`GET /api/v1/models/{id}/` for its progress.",
+        request=TrainRequestSerializer,
+        responses={202: ModelVersionSerializer},
+    )
+    def post(self, request, project_id):
+        project = project_for(request.user, project_id, roles=(Role.MLE,))
+        data = TrainRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        policy = {key: fields[key] for key in ("consensus", "min_confidence", "keep_ambiguity") if key in fields}
+        try:
+            version = services.start_training(
+                project,
+                trainer=fields["trainer"],
+                user=request.user,
+                hyperparameters=fields["hyperparameters"],
+                policy=policy,
+                random_state=fields.get("random_state"),
+            )
+        except services.TrainingError as exc:
+            raise _api_error(exc) from exc
+        version = _versions().get(pk=version.pk)
+        return Response(self.get_serializer(version).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelDetail(APIView):
+    @extend_schema(summary="One model version with its metrics", responses=ModelVersionDetailSerializer)
+    def get(self, request, model_id):
+        version = _version_for(request.user, model_id)
+        return Response(ModelVersionDetailSerializer(version, context={"request": request}).data)
+
+
+class ModelAction(APIView):
+    action_name = ""
+
+    @extend_schema(request=NoteSerializer, responses={200: PromotionSerializer})
+    def post(self, request, model_id):
+        version = _version_for(request.user, model_id, roles=(Role.MLE,))
+        data = NoteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        action = services.promote if self.action_name == "promote" else services.rollback
+        try:
+            record = action(version, user=request.user, note=data.validated_data["note"])
+        except services.TrainingError as exc:
+            raise _api_error(exc) from exc
+        version.refresh_from_db()
+        body = {
+            "model": ModelVersionSerializer(version, context={"request": request}).data,
+            "promotion": PromotionSerializer(record).data if record is not None else None,
+        }
+        return Response(body)
+
+
+class ModelPromote(ModelAction):
+    """Make this ready model the project's current one (MLEs). Promoting the current model again
+    changes nothing (`promotion` is null)."""
+
+    action_name = "promote"
+
+
+class ModelRollback(ModelAction):
+    """Roll back this model, which must be the current one (MLEs): the model that was current
+    before it becomes current again, or none is (409 if this model is not current)."""
+
+    action_name = "rollback"
+
+
+class ProjectPromotions(generics.ListAPIView):
+    """The record of promotions and rollbacks of a project, newest first (SMEs and MLEs)."""
+
+    serializer_class = PromotionSerializer
+
+    def get_queryset(self):
+        project = project_for(self.request.user, self.kwargs["project_id"], roles=STAFF_ROLES)
+        return (
+            Promotion.objects.filter(project=project)
+            .select_related("model_version", "previous", "by")
+            .order_by("-at", "-pk")
+        )

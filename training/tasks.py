@@ -1,0 +1,24 @@
+"""Celery tasks of the training app. Each takes ids and is safe to run twice.
+
+Tasks are acknowledged late and rejected when the worker is lost (config/settings.py), so a worker
+killed mid-training gets its task redelivered; :func:`training.services.run_training` then claims
+the version again and starts over, and only a finished run ever marks a version ``ready``.
+"""
+
+import os
+
+from celery import shared_task
+
+# Silence TensorFlow's start-up noise before anything in this worker imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@shared_task(name="training.train_model")
+def train_model(model_version_id: int) -> str | None:
+    """Snapshot, train, evaluate and register one ModelVersion; progress is written to the
+    version as it goes, and a failure marks it ``failed`` with a readable error (no retry: a
+    failed version stays failed and the MLE starts a new one). Returns the final status, or
+    None when the version was already finished, gone or taken over by another delivery."""
+    from .services import run_training
+
+    return run_training(model_version_id)

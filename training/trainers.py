@@ -1,0 +1,370 @@
+"""Trainers: one scikit-learn-style interface over a scikit-learn baseline and a small Keras CNN.
+
+Every trainer takes the number of classes K, a ``random_state`` and its hyperparameters, and has
+
+- ``fit(X, y, X_dev=None, y_dev=None, progress=None)`` returning ``self``;
+- ``predict_proba(X)`` -> float array (N, K), columns in class-index order (a class missing from
+  the training data gets probability 0 from the scikit-learn baseline);
+- ``save(path)`` writing the artifact atomically (a temporary file in the same folder, then
+  ``os.replace``), so a reader never sees half a file;
+- ``load(path)`` (a class method) reading it back.
+
+Inputs: for images, X is a float32 array (N, S, S) of grayscale pixels in [0, 1] at the trainer's
+``image_size`` (the caller resizes); for texts, a sequence of N strings. ``y`` is int (N,) with
+class indices 0..K-1. ``progress(fraction, epoch, epochs)`` is called as fitting advances; it may
+raise to stop the fit.
+
+TensorFlow is imported only inside :class:`KerasCNN`'s methods (it costs seconds and hundreds of
+MB): importing this module never imports it. Scikit-learn artifacts are joblib pickles that only
+this app writes and reads, from paths it chose; Keras artifacts are native ``.keras`` files,
+loaded with Keras' safe mode on.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TRAINERS", "KerasCNN", "SklearnLogReg", "Trainer", "check_hyperparameters", "get_trainer"]
+
+ARTIFACT_FORMAT = 1
+
+
+class Trainer:
+    """Base class: hyperparameter handling and the atomic write shared by the trainers."""
+
+    name = ""
+    label = ""
+    data_kinds: tuple[str, ...] = ()
+    extension = ""
+    # name -> (type, default, low, high); low/high bound numbers (inclusive), None for no bound.
+    hyperparameter_specs: dict = {}
+
+    def __init__(self, n_classes: int, *, random_state: int = 0, data_kind: str = "image", **hyperparameters):
+        if int(n_classes) < 2:
+            raise ValueError("a classifier needs at least two classes")
+        if data_kind not in self.data_kinds:
+            raise ValueError(f"{self.name} trains on {' or '.join(self.data_kinds)} data, not {data_kind}")
+        self.n_classes = int(n_classes)
+        self.random_state = int(random_state)
+        self.data_kind = data_kind
+        self.hyperparameters = check_hyperparameters(self.name, hyperparameters)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.hyperparameters.get("image_size", 0))
+
+    def fit(self, X, y, X_dev=None, y_dev=None, progress=None):
+        raise NotImplementedError
+
+    def predict_proba(self, X) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path):
+        raise NotImplementedError
+
+    @staticmethod
+    def _atomic_write(path, write) -> None:
+        """``write(tmp_path)`` into a temporary file beside ``path``, fsync it, then rename it over
+        ``path``. On any error (or interruption) the temporary file is removed and ``path`` is
+        left as it was."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            with open(tmp, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def check_hyperparameters(trainer_name: str, given: dict | None) -> dict:
+    """The trainer's hyperparameters: its defaults updated with ``given``, each checked.
+
+    Raises ValueError naming the unknown key or the bad value."""
+    cls = get_trainer(trainer_name)
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(cls.hyperparameter_specs))
+    if unknown:
+        known = ", ".join(sorted(cls.hyperparameter_specs))
+        raise ValueError(f"{trainer_name} has no hyperparameter {', '.join(unknown)}; it takes {known}")
+    out = {}
+    for key, (kind, default, low, high) in cls.hyperparameter_specs.items():
+        value = given.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        if kind is int:
+            if float(value) != int(value):
+                raise ValueError(f"{key} must be a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"{key} must lie in [{low}, {high}], got {value!r}")
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn: logistic regression on pixels or TF-IDF
+# --------------------------------------------------------------------------------------------
+
+
+class SklearnLogReg(Trainer):
+    """Multinomial logistic regression: standardised pixels for images, TF-IDF (word 1-2 grams,
+    max-abs scaled) for texts."""
+
+    name = "sklearn_logreg"
+    label = "Logistic regression (scikit-learn)"
+    data_kinds = ("image", "text")
+    extension = ".joblib"
+    hyperparameter_specs = {
+        "C": (float, 0.05, 1e-6, 1e6),
+        "max_iter": (int, 500, 10, 100_000),
+        "image_size": (int, 16, 4, 128),
+        "max_features": (int, 50_000, 10, 10_000_000),
+    }
+
+    def _pipeline(self):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+
+        hp = self.hyperparameters
+        clf = LogisticRegression(C=hp["C"], max_iter=hp["max_iter"], random_state=self.random_state)
+        if self.data_kind == "text":
+            tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), max_features=hp["max_features"])
+            return Pipeline([("tfidf", tfidf), ("scale", MaxAbsScaler()), ("clf", clf)])
+        return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+
+    def _features(self, X):
+        if self.data_kind == "text":
+            return [str(x) for x in X]
+        X = np.asarray(X, dtype=np.float32)
+        return X.reshape(X.shape[0], -1)
+
+    def fit(self, X, y, X_dev=None, y_dev=None, progress=None):
+        y = np.asarray(y, dtype=np.int64)
+        if np.unique(y).size < 2:
+            raise ValueError("the training labels hold fewer than two classes")
+        if progress:
+            progress(0.0, None, None)
+        self.pipeline_ = self._pipeline().fit(self._features(X), y)
+        self.classes_ = self.pipeline_.classes_.astype(np.int64)
+        if progress:
+            progress(1.0, None, None)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        n = len(X)
+        out = np.zeros((n, self.n_classes))
+        if n:
+            out[:, self.classes_] = self.pipeline_.predict_proba(self._features(X))
+        return out
+
+    def save(self, path) -> None:
+        import joblib
+
+        payload = {
+            "format": ARTIFACT_FORMAT,
+            "trainer": self.name,
+            "n_classes": self.n_classes,
+            "random_state": self.random_state,
+            "data_kind": self.data_kind,
+            "hyperparameters": self.hyperparameters,
+            "classes": self.classes_,
+            "pipeline": self.pipeline_,
+        }
+        self._atomic_write(path, lambda tmp: joblib.dump(payload, tmp))
+
+    @classmethod
+    def load(cls, path):
+        """Read an artifact this app wrote (a joblib pickle: never pass a path from user input)."""
+        import joblib
+
+        payload = joblib.load(path)  # written only by this app, at a path it chose
+        if not isinstance(payload, dict) or payload.get("trainer") != cls.name:
+            raise ValueError(f"{path} is not a {cls.name} artifact")
+        model = cls(
+            payload["n_classes"],
+            random_state=payload["random_state"],
+            data_kind=payload["data_kind"],
+            **payload["hyperparameters"],
+        )
+        model.pipeline_ = payload["pipeline"]
+        model.classes_ = np.asarray(payload["classes"], dtype=np.int64)
+        return model
+
+
+# --------------------------------------------------------------------------------------------
+# Keras: a small convolutional network (TensorFlow imported lazily)
+# --------------------------------------------------------------------------------------------
+
+
+def _keras(n_threads: int = 0):
+    """Import Keras on TensorFlow, quietly, configured for this process; only the worker gets here."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import tensorflow as tf
+
+    if n_threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(n_threads)
+        except RuntimeError:
+            pass  # already set once TensorFlow has started in this process
+    return keras
+
+
+class KerasCNN(Trainer):
+    """Two convolution + pooling blocks, dropout and a softmax layer; Adam; early stopping on the
+    dev split's loss (restoring the best weights). Without a dev split it holds out a seeded 10 %
+    of the training data for early stopping (when there are at least 50 items).
+
+    ``augment`` > 0 adds seeded random shifts (up to that share of the image) and rotations (up to
+    0.4 x ``augment`` turns) while training; they are identity at prediction time. On the demo
+    digits they take dev accuracy from about 0.966 to 0.983-0.994 (benchmarks/RESULTS.md)."""
+
+    name = "keras_cnn"
+    label = "Convolutional network (Keras)"
+    data_kinds = ("image",)
+    extension = ".keras"
+    hyperparameter_specs = {
+        "epochs": (int, 60, 1, 1000),
+        "batch_size": (int, 64, 1, 4096),
+        "learning_rate": (float, 1e-3, 1e-6, 1.0),
+        "patience": (int, 8, 1, 100),
+        "filters": (int, 32, 4, 256),
+        "dropout": (float, 0.3, 0.0, 0.9),
+        "augment": (float, 0.1, 0.0, 0.5),
+        "image_size": (int, 32, 8, 128),
+    }
+
+    def __init__(self, n_classes: int, *, random_state: int = 0, data_kind: str = "image", n_threads: int = 0, **hp):
+        super().__init__(n_classes, random_state=random_state, data_kind=data_kind, **hp)
+        self.n_threads = int(n_threads)
+
+    def _build(self, keras):
+        hp = self.hyperparameters
+        s, f = hp["image_size"], hp["filters"]
+        layers = keras.layers
+        augment = []
+        if hp["augment"] > 0:
+            augment = [
+                layers.RandomTranslation(hp["augment"], hp["augment"], fill_mode="nearest", seed=self.random_state),
+                layers.RandomRotation(0.4 * hp["augment"], fill_mode="nearest", seed=self.random_state),
+            ]
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(s, s, 1)),
+                *augment,
+                layers.Conv2D(f, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(),
+                layers.Conv2D(2 * f, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(),
+                layers.Flatten(),
+                layers.Dropout(hp["dropout"]),
+                layers.Dense(self.n_classes, activation="softmax"),
+            ],
+            name="concord_cnn",
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(hp["learning_rate"]),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+    @staticmethod
+    def _images(X):
+        X = np.asarray(X, dtype=np.float32)
+        return X[..., None] if X.ndim == 3 else X
+
+    def fit(self, X, y, X_dev=None, y_dev=None, progress=None):
+        keras = _keras(self.n_threads)
+        keras.utils.set_random_seed(self.random_state)
+        hp = self.hyperparameters
+        X = self._images(X)
+        y = np.asarray(y, dtype=np.int64)
+        if np.unique(y).size < 2:
+            raise ValueError("the training labels hold fewer than two classes")
+        if X_dev is None or len(X_dev) == 0:
+            X_dev = y_dev = None
+            if len(X) >= 50:  # hold out a seeded 10 % for early stopping
+                order = np.random.default_rng(self.random_state).permutation(len(X))
+                cut = max(1, len(X) // 10)
+                X_dev, y_dev, X, y = X[order[:cut]], y[order[:cut]], X[order[cut:]], y[order[cut:]]
+        else:
+            X_dev = self._images(X_dev)
+            y_dev = np.asarray(y_dev, dtype=np.int64)
+        epochs = hp["epochs"]
+        callbacks = []
+        if X_dev is not None:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp["patience"], restore_best_weights=True)
+            )
+        if progress is not None:
+
+            class Progress(keras.callbacks.Callback):
+                def on_epoch_end(self, epoch, logs=None):
+                    progress((epoch + 1) / epochs, epoch + 1, epochs)
+
+            callbacks.append(Progress())
+        self.model_ = self._build(keras)
+        history = self.model_.fit(
+            X,
+            y,
+            validation_data=(X_dev, y_dev) if X_dev is not None else None,
+            epochs=epochs,
+            batch_size=hp["batch_size"],
+            callbacks=callbacks,
+            shuffle=True,
+            verbose=0,
+        )
+        self.epochs_run_ = len(history.history.get("loss", []))
+        if progress is not None:
+            progress(1.0, self.epochs_run_, epochs)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        if len(X) == 0:
+            return np.zeros((0, self.n_classes))
+        out = self.model_.predict(self._images(X), batch_size=256, verbose=0)
+        return np.asarray(out, dtype=np.float64)
+
+    def save(self, path) -> None:
+        if Path(path).suffix != self.extension:
+            raise ValueError(f"a Keras artifact's name ends in {self.extension}")
+        self._atomic_write(path, self.model_.save)
+
+    @classmethod
+    def load(cls, path, n_threads: int = 0):
+        keras = _keras(n_threads)
+        model_ = keras.models.load_model(path, compile=False, safe_mode=True)
+        size = int(model_.input_shape[1])
+        model = cls(int(model_.output_shape[-1]), image_size=size, n_threads=n_threads)
+        model.model_ = model_
+        return model
+
+
+TRAINERS = {cls.name: cls for cls in (SklearnLogReg, KerasCNN)}
+
+
+def get_trainer(name: str) -> type[Trainer]:
+    try:
+        return TRAINERS[name]
+    except KeyError:
+        raise ValueError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}") from None

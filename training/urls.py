@@ -1,0 +1,15 @@
+"""The training API, included under /api/v1/ from config/urls.py."""
+
+from django.urls import path
+
+from . import api
+
+app_name = "training_api"
+
+urlpatterns = [
+    path("projects/<int:project_id>/models/", api.ProjectModels.as_view(), name="project-models"),
+    path("projects/<int:project_id>/promotions/", api.ProjectPromotions.as_view(), name="project-promotions"),
+    path("models/<slug:model_id>/", api.ModelDetail.as_view(), name="model-detail"),
+    path("models/<slug:model_id>/promote/", api.ModelPromote.as_view(), name="model-promote"),
+    path("models/<slug:model_id>/rollback/", api.ModelRollback.as_view(), name="model-rollback"),
+]
