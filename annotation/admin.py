@@ -136,3 +136,11 @@ class QualityReportAdmin(admin.ModelAdmin):
     list_filter = ["project"]
     search_fields = ["project__name"]
     readonly_fields = ["data"]
+
+
+@admin.register(models.ReviewRequest)
+class ReviewRequestAdmin(admin.ModelAdmin):
+    list_display = ["item", "reason", "requested_by", "created_at", "resolved_at"]
+    list_filter = ["item__project"]
+    search_fields = ["item__external_id", "reason"]
+    raw_id_fields = ["item", "requested_by"]

@@ -462,3 +462,24 @@ class QualityReport(models.Model):
 
     def __str__(self):
         return f"quality of {self.project} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class ReviewRequest(models.Model):
+    """An item sent to the SMEs' queue by hand, e.g. a model's confidently wrong training items."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="Set when an SME decides the item.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(resolved_at__isnull=True), name="reviewrequest_one_open_per_item"
+            ),
+        ]
+
+    def __str__(self):
+        return f"review {self.item}: {self.reason}"

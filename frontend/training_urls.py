@@ -12,4 +12,5 @@ urlpatterns = [
     path("projects/<slug:slug>/models/<slug:model_id>/", training_views.model_detail, name="model-detail"),
     path("projects/<slug:slug>/models/<slug:model_id>/promote/", training_views.model_promote, name="model-promote"),
     path("projects/<slug:slug>/models/<slug:model_id>/rollback/", training_views.model_rollback, name="model-rollback"),
+    path("projects/<slug:slug>/models/<slug:model_id>/review/", training_views.model_review, name="model-review"),
 ]

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation.access import STAFF_ROLES, role_in
 from annotation.models import Project, Role
+from annotation.services.review import request_review
 from training import plots, services
 from training.models import ModelVersion, Promotion
 from training.trainers import TRAINERS
@@ -247,3 +248,23 @@ def model_promote(request, slug, model_id):
 @require_POST
 def model_rollback(request, slug, model_id):
     return _action(request, slug, model_id, services.rollback)
+
+
+@login_required
+@require_POST
+def model_review(request, slug, model_id):
+    """Send one of the model's top-k lists to the SME queue. The ids come from the stored
+    metrics, never from the client."""
+    project = _project(request, slug)
+    version = _version(project, model_id)
+    lists = {f"{split}-{kind.replace('_', '-')}": (split, kind, title) for split, kind, title, _ in TOP_K_LISTS}
+    if request.POST.get("list") not in lists:
+        messages.error(request, "Choose one of the model's top-k lists to send.")
+    else:
+        split, kind, title = lists[request.POST["list"]]
+        items = ((version.metrics or {}).get("top_k") or {}).get(split, {}).get(kind) or []
+        reason = f"model {version.short_id}: {title}"
+        queued = request_review(project, [i["item_id"] for i in items], requested_by=request.user, reason=reason)
+        waiting = f"; {len(items) - queued} were waiting there already" if queued < len(items) else ""
+        messages.success(request, f"{queued} items sent to the SME review queue{waiting}.")
+    return redirect("training:model-detail", slug=project.slug, model_id=version.short_id)

@@ -693,3 +693,48 @@ def test_a_real_worker_trains_the_logistic_baseline(api_as, project, mle, settin
     assert version.status == "ready", version.error or f"still {version.stage} after 120 s"
     assert version.attempts == 1 and services.artifact_path(version).exists()
     assert version.metrics["evaluation"]["accuracy"] > 0.8
+
+
+# --------------------------------------------------------------------------------------------
+# Top-k lists to the SME review queue
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_top_k_list_goes_to_the_sme_review_queue_once(client, ready_model, project, sme, labeler, outsider):
+    from annotation.models import ReviewRequest
+
+    url = reverse("training:model-review", args=[project.slug, ready_model.short_id])
+    listed = [i["item_id"] for i in ready_model.metrics["top_k"]["train"]["most_uncertain"]]
+    assert listed
+    client.force_login(sme)
+    response = client.post(url, {"list": "train-most-uncertain"}, follow=True)
+    assert f"{len(listed)} items sent to the SME review queue." in response.content.decode()
+    requests = ReviewRequest.objects.filter(item__project=project)
+    assert sorted(requests.values_list("item_id", flat=True)) == sorted(listed)
+    assert requests.first().reason == f"model {ready_model.short_id}: Train: most uncertain"
+    assert requests.first().requested_by == sme
+
+    again = client.post(url, {"list": "train-most-uncertain"}, follow=True).content.decode()
+    assert f"0 items sent to the SME review queue; {len(listed)} were waiting there already." in again
+    assert requests.count() == len(listed)
+    assert "Choose one of the model" in client.post(url, {"list": "everything"}, follow=True).content.decode()
+
+    client.force_login(labeler)
+    assert client.post(url, {"list": "train-most-uncertain"}).status_code == 403
+    client.force_login(outsider)
+    assert client.post(url, {"list": "train-most-uncertain"}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_request_review_refuses_items_of_another_project(project, other_project, sme):
+    from annotation.errors import DomainError
+    from annotation.models import Item, ReviewRequest
+    from annotation.services.review import request_review
+
+    mine = Item.objects.create(project=project, external_id="a", split="train")
+    theirs = Item.objects.create(project=other_project, external_id="b", split="train")
+    with pytest.raises(DomainError, match=f"not items of this project: {theirs.pk}"):
+        request_review(project, [mine.pk, theirs.pk], requested_by=sme, reason="check")
+    assert not ReviewRequest.objects.exists()
+    assert request_review(project, [mine.pk], requested_by=sme, reason="check") == 1
