@@ -422,12 +422,12 @@ def test_command_refuses_bad_input_with_a_message(project, tmp_path, args, messa
 
 def test_import_does_not_query_per_row(project, tmp_path, django_assert_max_num_queries):
     # 4,000 rows over 2 chunks; per-row queries would be thousands. Re-import reads the
-    # existing annotations too.
+    # existing annotations too; the queue refresh at the end adds a fixed handful.
     rows = "item,worker,answer\n" + "".join(f"i{n % 400},w{n // 400},crow\n" for n in range(4000))
     path = write(tmp_path, rows)
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(30):
         import_annotations(project, path, columns=COLUMNS)
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(30):
         again = import_annotations(project, path, columns=COLUMNS)
     assert again.skipped_count == 4000
 
