@@ -481,7 +481,7 @@ def test_pages_for_each_role(client, ready_model, project, mle, sme, labeler, ou
     thumb = reverse(
         "item-file", args=[ready_model.metrics["top_k"]["train"]["most_uncertain"][0]["item_id"], "thumbnail"]
     )
-    assert thumb in page and "data-review-items=" in page
+    assert thumb in page and 'data-testid="send-to-review-train-most-uncertain"' in page
     status = client.get(status_url, {"ids": ready_model.short_id}).json()["models"]
     assert status == [services.progress_payload(ready_model)]
 
