@@ -20,6 +20,8 @@ from datetime import date
 from importlib.metadata import version
 from pathlib import Path
 
+from results import write_section  # benchmarks/results.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -212,19 +214,7 @@ def main(argv=None):
     text = "\n".join(lines)
     print("\n" + text)
     if not args.no_write:
-        write_section(text)
-
-
-def write_section(text):
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = current.find(SECTION)
-    if start == -1:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end == -1 else "\n" + current[end + 1 :])
-    path.write_text(updated.rstrip("\n") + "\n")
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

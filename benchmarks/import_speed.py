@@ -15,6 +15,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from results import write_section  # benchmarks/results.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -82,19 +84,7 @@ def main():
         *(f"| {label} | {seconds:.1f} | {rate} |" for label, seconds, rate in rows),
         "",
     ]
-    write_section("\n".join(table))
-
-
-def write_section(text):
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = current.find(SECTION)
-    if start == -1:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end == -1 else "\n" + current[end + 1 :])
-    path.write_text(updated.rstrip("\n") + "\n")
+    write_section(SECTION, "\n".join(table))
 
 
 if __name__ == "__main__":

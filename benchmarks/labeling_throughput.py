@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import random
-import re
 import socket
 import statistics
 import subprocess
@@ -40,8 +39,9 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from results import write_section  # benchmarks/results.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Labeling throughput"
 SLUG = "bench-texts"
 CLASSES = ["positive", "negative", "neutral", "question", "complaint", "praise", "spam", "offtopic", "request"]
@@ -484,18 +484,6 @@ def report(args, phases, written, over, server_version):
     return "\n".join(lines)
 
 
-def write_results(text):
-    """Replace the Labeling throughput section of RESULTS.md (or add it), leaving the rest alone."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{SECTION}\n\n{text}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: block + "\n", current, count=1).rstrip("\n") + "\n"
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(updated)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve"]:
@@ -527,8 +515,8 @@ def main(argv=None):
     text = report(args, phases, written, overfilled(project), server_version)
     print(f"{SECTION}\n\n{text}")
     if not args.no_results:
-        write_results(text)
-        print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+        write_section(SECTION, text)
+        print("\nwritten to benchmarks/RESULTS.md")
 
 
 if __name__ == "__main__":

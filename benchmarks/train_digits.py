@@ -21,6 +21,8 @@ import time
 from datetime import date
 from pathlib import Path
 
+from results import write_section  # benchmarks/results.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SCRATCH = tempfile.TemporaryDirectory(prefix="concord-bench-")
@@ -152,20 +154,7 @@ def main():
         "Total = snapshot + loading the images + fit + evaluation (baselines, slices, top-k) + saving the artifact.",
         "",
     ]
-    write_section("\n".join(table))
-
-
-def write_section(text):
-    """Replace this script's section of RESULTS.md (re-read just before writing), leaving the rest."""
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = current.find(SECTION)
-    if start == -1:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + ("" if end == -1 else "\n" + current[end + 1 :])
-    path.write_text(updated.rstrip("\n") + "\n")
+    write_section(SECTION, "\n".join(table))
 
 
 if __name__ == "__main__":

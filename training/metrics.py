@@ -10,10 +10,10 @@ into ``None`` for storage. Every function is checked against scikit-learn in
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy.stats import rankdata
+
+from annotation.quality import json_safe  # one definition, re-exported for training code
 
 __all__ = [
     "accuracy",
@@ -256,22 +256,3 @@ def evaluate(y, proba, *, n_bins: int = 10) -> dict:
         "calibration": bins,
         "ece": expected_calibration_error(bins),
     }
-
-
-def json_safe(value):
-    """A copy of ``value`` that ``json.dumps(..., allow_nan=False)`` accepts: NumPy scalars and
-    arrays become Python numbers and lists, NaN and infinities become None."""
-    if isinstance(value, dict):
-        return {str(key): json_safe(v) for key, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return f if math.isfinite(f) else None
-    return value
