@@ -45,13 +45,12 @@ from ..models import (
     TaskType,
 )
 from ..splits import draw_consistency_sample, draw_split
+from .item_import import MAX_STORED_ERRORS, MULTI_LABEL_SEPARATOR
 from .labeling import refresh_queue_state
 from .projects import add_classes
 
 ANNOTATION_ROLES = ("item", "labeler", "label")
 TRUTH_ROLES = ("item", "label")
-MAX_STORED_ERRORS = 1000
-MULTI_LABEL_SEPARATOR = "|"  # as in item_import's gold column
 EXAMPLES = 20
 _UNSAFE_USERNAME_CHARS = re.compile(r"[^\w.+-]")  # Django's username validator also allows '@'
 

@@ -18,6 +18,7 @@ import os
 import stat
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -128,7 +129,7 @@ class Entry:
 
     name: str
     size: int
-    read: callable
+    read: Callable[[], bytes]
 
 
 def _folder_entries(folder, report):
