@@ -144,3 +144,17 @@ class ReviewRequestAdmin(admin.ModelAdmin):
     list_filter = ["item__project"]
     search_fields = ["item__external_id", "reason"]
     raw_id_fields = ["item", "requested_by"]
+
+
+@admin.register(models.ClassOperation)
+class ClassOperationAdmin(admin.ModelAdmin):
+    list_display = ["operation", "project", "actor", "created_at"]
+    list_filter = ["operation", "project"]
+    readonly_fields = ["project", "actor", "operation", "details", "before", "after", "created_at"]
+
+
+@admin.register(models.GuidelineNote)
+class GuidelineNoteAdmin(admin.ModelAdmin):
+    list_display = ["project", "item", "author", "draft", "created_at"]
+    list_filter = ["project"]
+    raw_id_fields = ["item", "draft"]

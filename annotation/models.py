@@ -281,7 +281,9 @@ class Annotation(models.Model):
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
     labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotations")
-    labels = models.ManyToManyField(LabelClass, through="AnnotationLabel", related_name="annotations")
+    labels = models.ManyToManyField(
+        LabelClass, through="AnnotationLabel", through_fields=("annotation", "label_class"), related_name="annotations"
+    )
     unsure = models.BooleanField(default=False)
     note = models.TextField(blank=True)
     guideline = models.ForeignKey(Guideline, null=True, blank=True, on_delete=models.RESTRICT)
@@ -321,6 +323,14 @@ class Annotation(models.Model):
 class AnnotationLabel(models.Model):
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE)
     label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
+    original_label_class = models.ForeignKey(
+        LabelClass,
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="+",
+        help_text="The class first given, when a class merge remapped this label; empty otherwise.",
+    )
 
     class Meta:
         constraints = [
@@ -335,7 +345,9 @@ class GoldLabel(models.Model):
     """Truth for an item, defined outside the labelers (imported)."""
 
     item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="gold")
-    labels = models.ManyToManyField(LabelClass, through="GoldLabelClass", related_name="gold_labels")
+    labels = models.ManyToManyField(
+        LabelClass, through="GoldLabelClass", through_fields=("gold", "label_class"), related_name="gold_labels"
+    )
     import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(db_default=Now())
 
@@ -346,6 +358,14 @@ class GoldLabel(models.Model):
 class GoldLabelClass(models.Model):
     gold = models.ForeignKey(GoldLabel, on_delete=models.CASCADE)
     label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
+    original_label_class = models.ForeignKey(
+        LabelClass,
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="+",
+        help_text="The class first given, when a class merge remapped this label; empty otherwise.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["gold", "label_class"], name="goldlabelclass_unique")]
@@ -359,7 +379,13 @@ class Resolution(models.Model):
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="resolutions")
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
-    labels = models.ManyToManyField(LabelClass, through="ResolutionLabel", related_name="resolutions", blank=True)
+    labels = models.ManyToManyField(
+        LabelClass,
+        through="ResolutionLabel",
+        through_fields=("resolution", "label_class"),
+        related_name="resolutions",
+        blank=True,
+    )
     is_ambiguous = models.BooleanField(default=False)
     note = models.TextField(blank=True)
     is_current = models.BooleanField(default=True)
@@ -380,6 +406,14 @@ class Resolution(models.Model):
 class ResolutionLabel(models.Model):
     resolution = models.ForeignKey(Resolution, on_delete=models.CASCADE)
     label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
+    original_label_class = models.ForeignKey(
+        LabelClass,
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="+",
+        help_text="The class first given, when a class merge remapped this label; empty otherwise.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["resolution", "label_class"], name="resolutionlabel_unique")]
@@ -483,3 +517,58 @@ class ReviewRequest(models.Model):
 
     def __str__(self):
         return f"review {self.item}: {self.reason}"
+
+
+class ClassOperation(models.Model):
+    """The audit log of class operations (merge, rename, add, deactivate): who, when, what, and
+    the label counts per class before and after."""
+
+    class Kind(models.TextChoices):
+        MERGE = "merge", "Merge"
+        RENAME = "rename", "Rename"
+        ADD = "add", "Add"
+        DEACTIVATE = "deactivate", "Deactivate"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="class_operations")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    operation = models.CharField(max_length=12, choices=Kind.choices)
+    details = models.JSONField(default=dict, blank=True, help_text="Classes involved, names, remapped row ids.")
+    before = models.JSONField(default=dict, blank=True, help_text="Counts per class before the operation.")
+    after = models.JSONField(default=dict, blank=True, help_text="Counts per class after the operation.")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(operation__in=["merge", "rename", "add", "deactivate"]),
+                name="classoperation_operation_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.operation} in {self.project} at {self.created_at}"
+
+
+class GuidelineNote(models.Model):
+    """A note an SME writes from an item; it goes into the project's next guideline draft."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="guideline_notes")
+    item = models.ForeignKey(Item, null=True, blank=True, on_delete=models.SET_NULL, related_name="guideline_notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    draft = models.ForeignKey(
+        Guideline,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notes",
+        help_text="The draft the note was added to.",
+    )
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+
+    def __str__(self):
+        return f"note on {self.item} in {self.project}"

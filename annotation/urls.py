@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
+from .api import adjudication as adj
 from .api import views
 from .api.labeling import AnnotationList, AnnotationUndo, NextItem, SkipCreate
 from .api.quality import QualityReportView
@@ -20,4 +21,22 @@ urlpatterns = [
     path("projects/<int:project_id>/items/", views.ItemList.as_view(), name="item-list"),
     path("projects/<int:project_id>/members/", views.MemberList.as_view(), name="member-list"),
     path("projects/<int:project_id>/quality/", QualityReportView.as_view(), name="project-quality"),
+    # SME adjudication (annotation/api/adjudication.py)
+    path("projects/<int:project_id>/disagreements/", adj.DisagreementList.as_view(), name="disagreement-list"),
+    path("projects/<int:project_id>/resolutions/", adj.ResolutionCreate.as_view(), name="resolution-create"),
+    path("projects/<int:project_id>/send-back/", adj.SendBack.as_view(), name="send-back"),
+    path("projects/<int:project_id>/guideline-notes/", adj.GuidelineNoteCreate.as_view(), name="guideline-note"),
+    path("projects/<int:project_id>/classes/", adj.ClassList.as_view(), name="class-list"),
+    path("projects/<int:project_id>/classes/merge/", adj.ClassMerge.as_view(), name="class-merge"),
+    path(
+        "projects/<int:project_id>/classes/merge/preview/", adj.ClassMergePreview.as_view(), name="class-merge-preview"
+    ),
+    path("projects/<int:project_id>/classes/<int:class_id>/rename/", adj.ClassRename.as_view(), name="class-rename"),
+    path(
+        "projects/<int:project_id>/classes/<int:class_id>/deactivate/",
+        adj.ClassDeactivate.as_view(),
+        name="class-deactivate",
+    ),
+    path("projects/<int:project_id>/guidelines/", adj.GuidelineList.as_view(), name="guideline-list"),
+    path("projects/<int:project_id>/guidelines/publish/", adj.GuidelinePublish.as_view(), name="guideline-publish"),
 ]

@@ -17,5 +17,6 @@ urlpatterns = [
     path("", include("frontend.quality_urls")),
     path("", include("frontend.labeling_urls")),
     path("", include("frontend.training_urls")),
+    path("", include("frontend.adjudication_urls")),
     path("", include("frontend.urls")),
 ]

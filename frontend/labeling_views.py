@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce, Left
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.access import role_in
@@ -22,6 +23,7 @@ from annotation.api.labeling_serializers import ServedItemSerializer
 from annotation.errors import DomainError
 from annotation.models import Annotation, LabelClass, Membership, Project, TaskType
 from annotation.services import labeling
+from annotation.services.guidelines import render_markdown
 
 # Keys the labeling page keeps for itself; a class with one of these shortcuts is picked by click or Tab.
 COMMAND_KEYS = {"u": "unsure", "s": "skip", "z": "undo"}
@@ -86,6 +88,7 @@ def label(request, slug):
         "classes": classes,
         "multi": project.task_type == TaskType.MULTI_LABEL,
         "guideline": guideline,
+        "guideline_html": mark_safe(render_markdown(guideline.text)) if guideline else "",  # noqa: S308 - nh3-cleaned
         "guideline_is_new": bool(guideline) and (seen or 0) < guideline.version and not user.is_superuser,
         "progress": progress,
         "max_note": labeling.config()["MAX_NOTE_CHARS"],

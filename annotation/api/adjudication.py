@@ -1,0 +1,294 @@
+"""The adjudication API (SMEs and MLEs): disagreement queue, resolutions, send-back, guideline
+notes, class operations and guidelines.
+
+Labelers and non-members get 404 on every endpoint here (they are not told the endpoint applies
+to them). DomainError → 400 naming the field, Conflict → 409, NotFound → 404; nothing is written
+on any of them.
+"""
+
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..access import STAFF_ROLES, project_for
+from ..errors import DomainError
+from ..models import LabelClass
+from ..services import adjudication, guidelines
+from ..services.quality import build_report, latest_report
+from .labeling import _api_error
+
+# Free-form JSON in and out (the docstrings say which fields); keeps the schema generator quiet.
+JSON_SCHEMA = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+
+
+def staff_project(user, project_id):
+    """The project for its SMEs and MLEs; 404 for everyone else, labelers included."""
+    project = project_for(user, project_id)
+    if project.role not in STAFF_ROLES:
+        raise Http404("No such project.")
+    return project
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except DomainError as exc:
+        raise _api_error(exc) from exc
+
+
+def _data(request):
+    if not isinstance(request.data, dict):
+        raise ValidationError({"non_field_errors": ["send a JSON object"]})
+    return request.data
+
+
+def _bool(data, name):
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise ValidationError({name: ["must be true or false"]})
+    return value
+
+
+def _str(data, name, default=""):
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ValidationError({name: ["must be text"]})
+    return value
+
+
+def row_json(row):
+    return {
+        "item": row.item_id,
+        "external_id": row.external_id,
+        "reasons": row.reasons,
+        "entropy": row.entropy,
+        "uncertainty": row.uncertainty,
+        "labels": row.n_labels,
+        "class_counts": row.class_counts,
+        "consensus": row.consensus,
+        "confidence": row.confidence,
+        "metadata": row.metadata,
+        "review_reason": row.review_reason,
+    }
+
+
+class DisagreementList(APIView):
+    """GET: the disagreement queue, most disputed first, with counts per reason.
+    Filters: `reason`, `pair` (two class names, e.g. crow,dove), `slice` (key=value)."""
+
+    @JSON_SCHEMA
+    def get(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        params = request.query_params
+        result = _call(
+            adjudication.disagreement_queue,
+            project,
+            reason=params.get("reason") or None,
+            pair=params.get("pair") or None,
+            slice=params.get("slice") or None,
+        )
+        return Response({"counts": result.counts, "count": result.total, "results": [row_json(r) for r in result.rows]})
+
+
+def resolution_json(resolution):
+    return {
+        "id": resolution.pk,
+        "item": resolution.item_id,
+        "labels": getattr(resolution, "label_names", None) or [c.name for c in resolution.labels.all()],
+        "is_ambiguous": resolution.is_ambiguous,
+        "note": resolution.note,
+        "decided_by": resolution.decided_by.get_username() if resolution.decided_by else None,
+        "created_at": resolution.created_at,
+    }
+
+
+class ResolutionCreate(APIView):
+    """POST {item, labels: [names] | ambiguous: true, note?, expected_current?: id|null} → 201.
+    `expected_current` is the resolution you saw; 409 when another SME decided meanwhile."""
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        data = _data(request)
+        if "item" not in data:
+            raise ValidationError({"item": ["this field is required"]})
+        labels = data.get("labels") or []
+        if not isinstance(labels, list):
+            raise ValidationError({"labels": ["give a list of class names"]})
+        kwargs = {}
+        if "expected_current" in data:
+            expected = data["expected_current"]
+            if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+                raise ValidationError({"expected_current": ["a resolution id or null"]})
+            kwargs["expected_current"] = expected
+        resolution = _call(
+            adjudication.resolve,
+            project,
+            data["item"],
+            request.user,
+            labels=labels,
+            ambiguous=_bool(data, "ambiguous"),
+            note=_str(data, "note"),
+            **kwargs,
+        )
+        resolution.refresh_from_db(fields=["created_at"])
+        return Response(resolution_json(resolution), status=status.HTTP_201_CREATED)
+
+
+class SendBack(APIView):
+    """POST {item}: its labels stop counting and it is served for k fresh labels."""
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        data = _data(request)
+        if "item" not in data:
+            raise ValidationError({"item": ["this field is required"]})
+        retired = _call(adjudication.send_back, project, data["item"], request.user)
+        return Response({"item": data["item"], "retired_annotations": retired})
+
+
+class GuidelineNoteCreate(APIView):
+    """POST {text, item?}: a note for the next guideline draft."""
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        data = _data(request)
+        note = _call(guidelines.add_note, project, request.user, text=_str(data, "text"), item_id=data.get("item"))
+        return Response({"id": note.pk, "draft_version": note.draft.version}, status=status.HTTP_201_CREATED)
+
+
+def class_json(c):
+    return {
+        "id": c.pk,
+        "name": c.name,
+        "shortcut": c.shortcut,
+        "is_ambiguity": c.is_ambiguity,
+        "is_active": c.is_active,
+        "merged_into": c.merged_into_id,
+    }
+
+
+def operation_json(op):
+    return {
+        "id": op.pk,
+        "operation": op.operation,
+        "actor": op.actor.get_username() if op.actor else None,
+        "details": op.details,
+        "before": op.before,
+        "after": op.after,
+    }
+
+
+def _merge_args(data):
+    return {"sources": data.get("sources"), "target": data.get("target"), "new_target": data.get("new_target")}
+
+
+class ClassList(APIView):
+    """GET: the project's classes (active and not). POST {name, is_ambiguity?}: add a class."""
+
+    @JSON_SCHEMA
+    def get(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        return Response([class_json(c) for c in LabelClass.objects.filter(project=project)])
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        data = _data(request)
+        label_class, op = _call(
+            adjudication.add_class,
+            project,
+            request.user,
+            name=_str(data, "name"),
+            is_ambiguity=_bool(data, "is_ambiguity"),
+        )
+        return Response({**class_json(label_class), "operation": op.pk}, status=status.HTTP_201_CREATED)
+
+
+class ClassMerge(APIView):
+    """POST {sources: [ids], target: id | new_target: name}: merge, audited."""
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        op = _call(adjudication.merge, project, request.user, **_merge_args(_data(request)))
+        return Response(operation_json(op), status=status.HTTP_201_CREATED)
+
+
+class ClassMergePreview(APIView):
+    """POST {sources, target | new_target}: what the merge would change; writes nothing."""
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        return Response(_call(adjudication.merge_preview, project, **_merge_args(_data(request))))
+
+
+class ClassRename(APIView):
+    @JSON_SCHEMA
+    def post(self, request, project_id, class_id):
+        project = staff_project(request.user, project_id)
+        op = _call(
+            adjudication.rename_class, project, request.user, class_id=class_id, name=_str(_data(request), "name")
+        )
+        return Response(operation_json(op))
+
+
+class ClassDeactivate(APIView):
+    @JSON_SCHEMA
+    def post(self, request, project_id, class_id):
+        project = staff_project(request.user, project_id)
+        op = _call(adjudication.deactivate_class, project, request.user, class_id=class_id)
+        return Response(operation_json(op))
+
+
+def guideline_payload(project):
+    report = latest_report(project)
+    data = report.data if report is not None else build_report(project)
+    rows = guidelines.versions(project, data)
+    current_draft = guidelines.draft(project)
+    return {
+        "versions": [
+            {k: v for k, v in row.items() if k != "guideline"} | {"text": row["guideline"].text} for row in rows
+        ],
+        "draft": (
+            {"version": current_draft.version, "text": current_draft.text} if current_draft is not None else None
+        ),
+    }
+
+
+class GuidelineList(APIView):
+    """GET: published versions (with agreement under each) and the draft. POST {text}: save the draft."""
+
+    @JSON_SCHEMA
+    def get(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        return Response(guideline_payload(project))
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        data = _data(request)
+        if "text" not in data:
+            raise ValidationError({"text": ["this field is required"]})
+        draft = _call(guidelines.save_draft, project, request.user, data["text"])
+        return Response({"version": draft.version, "text": draft.text}, status=status.HTTP_201_CREATED)
+
+
+class GuidelinePublish(APIView):
+    """POST {text?}: publish the draft (with `text`, when given) as the new version."""
+
+    @JSON_SCHEMA
+    def post(self, request, project_id):
+        project = staff_project(request.user, project_id)
+        data = _data(request)
+        g = _call(guidelines.publish, project, request.user, data.get("text"))
+        return Response({"version": g.version, "published_at": g.published_at}, status=status.HTTP_201_CREATED)
