@@ -1,7 +1,7 @@
 """Who may see and do what in a project. Every project lookup for a request goes through here."""
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from rest_framework.exceptions import PermissionDenied
 
 from .models import Membership, Project, Role
 
@@ -15,17 +15,28 @@ def role_in(user, project):
     return Membership.objects.filter(user=user, project=project).values_list("role", flat=True).first()
 
 
-def project_for(user, project_id, roles=None):
-    """The project if the user is a member (404 otherwise), with `.role` set.
+def require_role(role, roles):
+    """Refuse a member whose `role` is not in `roles`.
 
-    With `roles`, a member holding another role gets 403: they know the project exists.
+    Labelers get 404 for anything meant for SMEs and MLEs: those pages and endpoints do not exist
+    for them. An SME refused an MLE-only action gets 403: they can see the thing, not do it.
     """
+    if role in roles:
+        return
+    if role not in STAFF_ROLES:
+        raise Http404("No such page.")
+    raise PermissionDenied(f"This needs the role {' or '.join(roles)} in the project; you are {role}.")
+
+
+def project_for(user, project_id, roles=None):
+    """The project if the user is a member (404 otherwise), with `.role` set; with `roles`,
+    see `require_role`."""
     project = Project.objects.visible_to(user).filter(pk=project_id).first()
     if project is None:
         raise Http404("No such project.")
     project.role = role_in(user, project)
-    if roles is not None and project.role not in roles:
-        raise PermissionDenied(f"This needs the role {' or '.join(roles)} in the project; you are {project.role}.")
+    if roles is not None:
+        require_role(project.role, roles)
     return project
 
 

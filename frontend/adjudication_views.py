@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from annotation.access import STAFF_ROLES, role_in
+from annotation.access import STAFF_ROLES, require_role, role_in
 from annotation.errors import DomainError
 from annotation.models import ClassOperation, LabelClass, Project
 from annotation.services import adjudication, guidelines
@@ -30,8 +30,7 @@ def _staff_project(user, slug):
     if project is None:
         raise Http404("No such project.")
     project.role = role_in(user, project)
-    if project.role not in STAFF_ROLES:
-        raise Http404("No such page.")
+    require_role(project.role, STAFF_ROLES)
     return project
 
 

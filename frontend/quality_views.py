@@ -6,10 +6,9 @@ are SVG built in frontend.charts from the report's numbers.
 """
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, render
 
-from annotation.access import STAFF_ROLES, role_in
+from annotation.access import STAFF_ROLES, require_role, role_in
 from annotation.models import Project, Role
 from annotation.services.quality import quality_for_display
 
@@ -105,8 +104,7 @@ def _dashboard(report):
 def quality_dashboard(request, slug):
     project = get_object_or_404(Project.objects.visible_to(request.user), slug=slug)
     role = role_in(request.user, project)
-    if role not in STAFF_ROLES:
-        raise PermissionDenied("The quality dashboard is for the project's SMEs and MLEs.")
+    require_role(role, STAFF_ROLES)
     shown = quality_for_display(project)
     report = shown.report.data if shown.report is not None else None
     context = {

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.access import STAFF_ROLES, role_in
+from annotation.access import STAFF_ROLES, require_role, role_in
 from annotation.models import Project, Role
 from annotation.services.review import request_review
 from training import plots, services
@@ -34,11 +34,10 @@ TOP_K_LISTS = [
 
 
 def _project(request, slug, roles=STAFF_ROLES):
-    """The project for a member holding one of ``roles`` (404 for non-members, 403 otherwise)."""
+    """The project for a member holding one of ``roles`` (see annotation.access.require_role)."""
     project = get_object_or_404(Project.objects.visible_to(request.user), slug=slug)
     role = role_in(request.user, project)
-    if role not in roles:
-        raise PermissionDenied("The model pages are for the project's SMEs and MLEs.")
+    require_role(role, roles)
     project.role = role
     return project
 

@@ -6,7 +6,6 @@ to them). DomainError → 400 naming the field, Conflict → 409, NotFound → 4
 on any of them.
 """
 
-from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -27,10 +26,7 @@ JSON_SCHEMA = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.
 
 def staff_project(user, project_id):
     """The project for its SMEs and MLEs; 404 for everyone else, labelers included."""
-    project = project_for(user, project_id)
-    if project.role not in STAFF_ROLES:
-        raise Http404("No such project.")
-    return project
+    return project_for(user, project_id, roles=STAFF_ROLES)
 
 
 def _call(fn, *args, **kwargs):

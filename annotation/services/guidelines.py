@@ -21,8 +21,13 @@ SAFE_URL_SCHEMES = {"http", "https", "mailto"}
 
 def render_markdown(text):
     """Markdown to HTML that is safe to insert into a page: no raw HTML tags beyond nh3's
-    allow-list, no event attributes, no `javascript:` URLs; links get rel="noopener noreferrer"."""
-    html = markdown.markdown(text or "", extensions=["tables", "fenced_code", "sane_lists"])
+    allow-list, no event attributes, no `javascript:` URLs; links get rel="noopener noreferrer".
+    Headings start at h3: the guideline sits inside a page that has its own h1 and h2."""
+    html = markdown.markdown(
+        text or "",
+        extensions=["tables", "fenced_code", "sane_lists", "toc"],
+        extension_configs={"toc": {"baselevel": 3}},
+    )
     return nh3.clean(html, url_schemes=SAFE_URL_SCHEMES, link_rel="noopener noreferrer")
 
 

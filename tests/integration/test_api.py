@@ -129,13 +129,13 @@ def test_upload_rejects_empty_oversized_and_wrong_kind(api_as, mle, project, set
 
 def test_roles_on_imports_and_items(api_as, labeler, sme, mle, project):
     archive = zip_bytes({"a.png": png_bytes(1)})
-    assert upload(api_as(labeler), project, "a.zip", archive).status_code == 403
+    assert upload(api_as(labeler), project, "a.zip", archive).status_code == 404  # not theirs to see
     assert upload(api_as(sme), project, "a.zip", archive).status_code == 403
     assert upload(api_as(mle), project, "a.zip", archive).status_code == 201
     imports_url = reverse("api:import-list", args=[project.pk])
     items_url = reverse("api:item-list", args=[project.pk])
-    assert api_as(labeler).get(imports_url).status_code == 403
-    assert api_as(labeler).get(items_url).status_code == 403  # labelers never browse gold
+    assert api_as(labeler).get(imports_url).status_code == 404
+    assert api_as(labeler).get(items_url).status_code == 404  # labelers never browse gold
     assert api_as(sme).get(imports_url).data["count"] == 1
     assert api_as(sme).get(items_url).data["results"][0]["external_id"] == "a.png"
 

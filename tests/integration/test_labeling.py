@@ -789,7 +789,7 @@ def test_the_labeling_page_shows_the_item_keys_guideline_and_counts(project, lab
     assert 'id="lab-empty" class="card empty lab__empty" tabindex="-1" hidden' in html
     # The guideline is shown as escaped text: no raw HTML survives.
     # The guideline is Markdown rendered safely (markdown + nh3): the script is gone, the heading is HTML.
-    assert "<h1>Birds</h1>" in html and "<strong>closely</strong>" in html and "<script>alert" not in html
+    assert "<h3>Birds</h3>" in html and "<strong>closely</strong>" in html and "<script>alert" not in html
     assert 'data-testid="guideline-banner"' in html  # never marked as read
     assert '<strong id="lab-done">0</strong>' in html and '<strong id="lab-left">3</strong>' in html
     assert Assignment.objects.filter(labeler=labeler, status="leased").count() == 1

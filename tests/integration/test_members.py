@@ -52,9 +52,9 @@ def test_bad_member_requests_name_the_field(api_as, mle, labeler, project, body,
 
 def test_only_the_mle_adds_members_and_outsiders_get_404(api_as, labeler, sme, outsider, project):
     body = {"username": "zed", "role": "labeler", "password": "a-long-Passphrase-42"}
-    assert api_as(labeler).post(members_url(project), body, format="json").status_code == 403
+    assert api_as(labeler).post(members_url(project), body, format="json").status_code == 404
     assert api_as(sme).post(members_url(project), body, format="json").status_code == 403
-    assert api_as(labeler).get(members_url(project)).status_code == 403
+    assert api_as(labeler).get(members_url(project)).status_code == 404
     assert api_as(outsider).get(members_url(project)).status_code == 404
     assert api_as(outsider).post(members_url(project), body, format="json").status_code == 404
     assert not Membership.objects.filter(user__username="zed").exists()

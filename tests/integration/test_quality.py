@@ -331,7 +331,7 @@ def test_api_roles_and_cross_project_404(birds, labeler, sme, mle, outsider, api
     url = API.format(birds.pk)
     for user in (sme, mle):
         assert api_as(user).get(url).status_code == 200
-    assert api_as(labeler).get(url).status_code == 403
+    assert api_as(labeler).get(url).status_code == 404
     assert api_as(outsider).get(url).status_code == 404
     assert api_as(sme).get(API.format(other_project.pk)).status_code == 404
     assert api_as(sme).get(API.format(999_999)).status_code == 404
@@ -470,7 +470,7 @@ def test_page_roles_and_404(birds, labeler, sme, mle, outsider, browser_as, clie
     response = client.get(url)
     assert response.status_code == 302 and "/login/" in response["Location"]
     assert browser_as(outsider).get(url).status_code == 404
-    assert browser_as(labeler).get(url).status_code == 403
+    assert browser_as(labeler).get(url).status_code == 404
     for user in (sme, mle):
         page = browser_as(user).get(url)
         assert page.status_code == 200

@@ -409,12 +409,12 @@ def test_api_roles_and_cross_project_404s(api_as, ready_model, project, mle, sme
     ]
     for url in reads:
         assert api_as(outsider).get(url).status_code == 404, url
-        assert api_as(labeler).get(url).status_code == 403, url
+        assert api_as(labeler).get(url).status_code == 404, url
         assert api_as(sme).get(url).status_code == 200, url
         assert api_as(mle).get(url).status_code == 200, url
     for url, body in writes:
         assert api_as(outsider).post(url, body, format="json").status_code == 404, url
-        assert api_as(labeler).post(url, body, format="json").status_code == 403, url
+        assert api_as(labeler).post(url, body, format="json").status_code == 404, url
         assert api_as(sme).post(url, body, format="json").status_code == 403, url
     assert api_as(mle).get(reverse("training_api:model-detail", args=["nope1234"])).status_code == 404
     assert not ModelVersion.objects.filter(is_promoted=True).exists()
@@ -466,7 +466,7 @@ def test_pages_for_each_role(client, ready_model, project, mle, sme, labeler, ou
     list_url = reverse("training:model-list", args=[project.slug])
     detail_url = reverse("training:model-detail", args=[project.slug, ready_model.short_id])
     status_url = reverse("training:model-status", args=[project.slug])
-    for user, code in [(outsider, 404), (labeler, 403), (sme, 200), (mle, 200)]:
+    for user, code in [(outsider, 404), (labeler, 404), (sme, 200), (mle, 200)]:
         client.force_login(user)
         for url in (list_url, detail_url, status_url):
             assert client.get(url).status_code == code, (user, url)
@@ -721,7 +721,7 @@ def test_a_top_k_list_goes_to_the_sme_review_queue_once(client, ready_model, pro
     assert "Choose one of the model" in client.post(url, {"list": "everything"}, follow=True).content.decode()
 
     client.force_login(labeler)
-    assert client.post(url, {"list": "train-most-uncertain"}).status_code == 403
+    assert client.post(url, {"list": "train-most-uncertain"}).status_code == 404
     client.force_login(outsider)
     assert client.post(url, {"list": "train-most-uncertain"}).status_code == 404
 
