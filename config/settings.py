@@ -208,6 +208,7 @@ CONCORD_TRAINING = {
     "STALE_AFTER_SECONDS": env_int("CONCORD_TRAINING_STALE_AFTER_SECONDS", 3600),  # silent worker: version failed
     "TF_THREADS": env_int("CONCORD_TRAINING_TF_THREADS", 0),  # TensorFlow threads in the worker; 0 = its default
     "ARTIFACT_DIR": env.str("CONCORD_TRAINING_ARTIFACT_DIR", default=""),  # "" = MEDIA_ROOT/models
+    "EXPORT_MAX_DROP": 0.01,  # an int8 TFLite export losing more dev accuracy than this is rejected
 }
 
 LOGGING = {

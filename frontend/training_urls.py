@@ -13,4 +13,15 @@ urlpatterns = [
     path("projects/<slug:slug>/models/<slug:model_id>/promote/", training_views.model_promote, name="model-promote"),
     path("projects/<slug:slug>/models/<slug:model_id>/rollback/", training_views.model_rollback, name="model-rollback"),
     path("projects/<slug:slug>/models/<slug:model_id>/review/", training_views.model_review, name="model-review"),
+    path("projects/<slug:slug>/models/<slug:model_id>/export/", training_views.model_export, name="model-export"),
+    path(
+        "projects/<slug:slug>/models/<slug:model_id>/exports/<int:export_id>/override/",
+        training_views.export_override,
+        name="export-override",
+    ),
+    path(
+        "projects/<slug:slug>/models/<slug:model_id>/exports/<int:export_id>/download/",
+        training_views.export_download,
+        name="export-download",
+    ),
 ]

@@ -8,7 +8,7 @@ never import TensorFlow or load a model.
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -16,8 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotation.access import STAFF_ROLES, require_role, role_in
 from annotation.models import Project, Role
 from annotation.services.review import request_review
-from training import plots, services
-from training.models import ModelVersion, Promotion
+from training import exports, plots, services
+from training.models import ModelExport, ModelVersion, Promotion
 from training.trainers import TRAINERS
 
 from . import charts
@@ -215,6 +215,10 @@ def model_detail(request, slug, model_id):
         context["split_totals"] = [(split, sum(c.values())) for split, c in (version.snapshot.counts or {}).items()]
     context["status_url"] = reverse("training:model-status", args=[project.slug])
     context["trainer_label"] = TRAINERS[version.trainer].label if version.trainer in TRAINERS else version.trainer
+    context["exports"] = version.exports.select_related("override_by").order_by("-pk")
+    context["exportable"] = (
+        version.status == ModelVersion.Status.READY and version.trainer in exports.EXPORTABLE_TRAINERS
+    )
     return render(request, "frontend/training/model_detail.html", context)
 
 
@@ -267,3 +271,53 @@ def model_review(request, slug, model_id):
         waiting = f"; {len(items) - queued} were waiting there already" if queued < len(items) else ""
         messages.success(request, f"{queued} items sent to the SME review queue{waiting}.")
     return redirect("training:model-detail", slug=project.slug, model_id=version.short_id)
+
+
+@login_required
+@require_POST
+def model_export(request, slug, model_id):
+    """Queue a TFLite export (MLEs); the worker converts it and checks its parity."""
+    project = _project(request, slug, roles=(Role.MLE,))
+    version = _version(project, model_id)
+    fmt = request.POST.get("quantize", "")
+    try:
+        export = exports.start_export(version, fmt, user=request.user)
+    except services.TrainingError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{export.get_format_display()} export queued; its parity check follows.")
+    return redirect("training:model-detail", slug=project.slug, model_id=version.short_id)
+
+
+def _export(version, export_id):
+    return get_object_or_404(ModelExport, pk=export_id, model_version=version)
+
+
+@login_required
+@require_POST
+def export_override(request, slug, model_id, export_id):
+    """Accept a rejected export with a note (MLEs)."""
+    project = _project(request, slug, roles=(Role.MLE,))
+    version = _version(project, model_id)
+    export = _export(version, export_id)
+    try:
+        exports.override(export, user=request.user, note=request.POST.get("note", ""))
+    except services.TrainingError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Export {export.pk} accepted despite its accuracy drop.")
+    return redirect("training:model-detail", slug=project.slug, model_id=version.short_id)
+
+
+@login_required
+@require_GET
+def export_download(request, slug, model_id, export_id):
+    """The bundle (zip) of a ready export, for SMEs and MLEs of the project."""
+    from training.api import download_response
+
+    project = _project(request, slug)
+    version = _version(project, model_id)
+    export = _export(version, export_id)
+    if export.status != ModelExport.Status.READY:
+        raise Http404("This export has no bundle to download.")
+    return download_response(export)

@@ -43,3 +43,11 @@ class PromotionAdmin(ReadOnlyAdmin):
     list_filter = ["action", "project"]
     search_fields = ["project__name", "model_version__short_id", "note"]
     list_select_related = ["project", "model_version", "previous", "by"]
+
+
+@admin.register(models.ModelExport)
+class ModelExportAdmin(ReadOnlyAdmin):
+    list_display = ["id", "model_version", "format", "status", "size_bytes", "override_by", "created_by", "created_at"]
+    list_filter = ["format", "status"]
+    search_fields = ["model_version__short_id", "sha256", "error", "override_note"]
+    list_select_related = ["model_version", "override_by", "created_by"]

@@ -6,6 +6,7 @@ naming the field at fault; promoting a model that is not ready, or rolling back 
 current (Conflict), is 409. SMEs and MLEs read; MLEs train, promote and roll back.
 """
 
+from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
@@ -16,8 +17,8 @@ from rest_framework.views import APIView
 from annotation.access import STAFF_ROLES, project_for
 from annotation.models import Role
 
-from . import services
-from .models import ModelVersion, Promotion
+from . import exports, services
+from .models import ModelExport, ModelVersion, Promotion
 from .trainers import TRAINERS
 
 
@@ -222,3 +223,116 @@ class ProjectPromotions(generics.ListAPIView):
             .select_related("model_version", "previous", "by")
             .order_by("-at", "-pk")
         )
+
+
+# --------------------------------------------------------------------------------------------
+# TFLite exports
+# --------------------------------------------------------------------------------------------
+
+
+class ModelExportSerializer(serializers.ModelSerializer):
+    model = serializers.SlugRelatedField(source="model_version", slug_field="short_id", read_only=True)
+    status = serializers.CharField(read_only=True, help_text="exporting, then ready, rejected or failed (see error).")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    override_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    parity = serializers.JSONField(
+        read_only=True,
+        help_text="n, keras_accuracy, tflite_accuracy, delta, agreement, slices [{slice, n, keras_accuracy, "
+        "tflite_accuracy, delta}], size_bytes, latency_ms, max_drop, split.",
+    )
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelExport
+        fields = [
+            "id", "model", "format", "status", "error", "parity", "size_bytes", "sha256", "download_url",
+            "override_note", "override_by", "overridden_at", "created_by", "created_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_download_url(self, export) -> str | None:
+        if export.status != ModelExport.Status.READY:
+            return None
+        return self.context["request"].build_absolute_uri(reverse("training_api:export-download", args=[export.pk]))
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    quantize = serializers.ChoiceField(choices=ModelExport.Format.values, help_text="float32 or int8 (full integer).")
+
+
+def _export_for(user, export_id, roles=STAFF_ROLES):
+    export = (
+        ModelExport.objects.select_related("model_version", "created_by", "override_by").filter(pk=export_id).first()
+    )
+    if export is None:
+        raise NotFound("No such export.")
+    project_for(user, export.model_version.project_id, roles=roles)
+    return export
+
+
+class ModelExports(APIView):
+    @extend_schema(summary="The TFLite exports of a model", responses=ModelExportSerializer(many=True))
+    def get(self, request, model_id):
+        version = _version_for(request.user, model_id)
+        rows = version.exports.select_related("model_version", "created_by", "override_by").order_by("-pk")
+        return Response(ModelExportSerializer(rows, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        summary="Export a model to TensorFlow Lite",
+        description="Queues the export of a ready keras_cnn model (MLEs); the answer is the export, status "
+        "`exporting`. Poll `GET /api/v1/exports/{id}/`.",
+        request=ExportRequestSerializer,
+        responses={202: ModelExportSerializer},
+    )
+    def post(self, request, model_id):
+        version = _version_for(request.user, model_id, roles=(Role.MLE,))
+        data = ExportRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            export = exports.start_export(version, data.validated_data["quantize"], user=request.user)
+        except services.TrainingError as exc:
+            raise _api_error(exc) from exc
+        body = ModelExportSerializer(_export_for(request.user, export.pk), context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportDetail(APIView):
+    @extend_schema(summary="One TFLite export with its parity figures", responses=ModelExportSerializer)
+    def get(self, request, export_id):
+        export = _export_for(request.user, export_id)
+        return Response(ModelExportSerializer(export, context={"request": request}).data)
+
+
+class ExportOverride(APIView):
+    """Accept a rejected int8 export despite its accuracy drop (MLEs), with a note saying why."""
+
+    @extend_schema(request=NoteSerializer, responses={200: ModelExportSerializer})
+    def post(self, request, export_id):
+        export = _export_for(request.user, export_id, roles=(Role.MLE,))
+        data = NoteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            export = exports.override(export, user=request.user, note=data.validated_data["note"])
+        except services.TrainingError as exc:
+            raise _api_error(exc) from exc
+        return Response(ModelExportSerializer(export, context={"request": request}).data)
+
+
+class ExportDownload(APIView):
+    """The bundle (zip) of a ready export, for members of its project (SMEs and MLEs)."""
+
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    def get(self, request, export_id):
+        export = _export_for(request.user, export_id)
+        return download_response(export)
+
+
+def download_response(export):
+    if export.status != ModelExport.Status.READY:
+        raise ConflictError({"non_field_errors": [f"export {export.pk} is {export.status}, not ready"]})
+    path = exports.bundle_path(export)
+    if not path.is_file():
+        raise NotFound("The bundle file is gone.")
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=exports.bundle_filename(export))
+    response["Content-Type"] = "application/zip"
+    response["X-Checksum-SHA256"] = export.sha256
+    return response

@@ -225,3 +225,68 @@ class Promotion(models.Model):
 
     def __str__(self):
         return f"{self.action} in {self.project} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ModelExport(models.Model):
+    """A TensorFlow Lite bundle of a ``keras_cnn`` version, float32 or full-integer int8, with the
+    parity check of its interpreter against the Keras model on the dev split (training/export.py).
+
+    ``exporting`` until the worker has written the bundle; then ``ready``, ``rejected`` (an int8
+    export losing more dev accuracy than ``EXPORT_MAX_DROP``; an MLE may accept it with a note,
+    which makes it ``ready``) or ``failed`` (see ``error``)."""
+
+    class Format(models.TextChoices):
+        FLOAT32 = "float32", "float32"
+        INT8 = "int8", "int8 (full integer)"
+
+    class Status(models.TextChoices):
+        EXPORTING = "exporting", "Exporting"
+        READY = "ready", "Ready"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=8, choices=Format.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.EXPORTING)
+    error = models.TextField(blank=True)
+    parity = models.JSONField(
+        default=dict, blank=True, help_text="Dev accuracy of Keras and TFLite, delta per slice, latency, size."
+    )
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True, help_text="Size of model.tflite.")
+    sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the whole bundle (zip).")
+    bundle = models.CharField(max_length=500, blank=True, help_text="Path of the zip under the artifact folder.")
+    run_token = models.CharField(max_length=32, blank=True, editable=False, help_text="The run allowed to write.")
+    override_note = models.CharField(max_length=500, blank=True)
+    override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    overridden_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model_version", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(format__in=["float32", "int8"]), name="modelexport_format_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["exporting", "ready", "rejected", "failed"]), name="modelexport_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["ready", "rejected"]) | (~Q(bundle="") & ~Q(sha256="")),
+                name="modelexport_finished_has_bundle",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.format} export of {self.model_version_id} ({self.status})"
+
+    @property
+    def accuracy(self):
+        return (self.parity or {}).get("tflite_accuracy")
+
+    @property
+    def delta(self):
+        return (self.parity or {}).get("delta")

@@ -22,3 +22,13 @@ def train_model(model_version_id: int) -> str | None:
     from .services import run_training
 
     return run_training(model_version_id)
+
+
+@shared_task(name="training.export_model")
+def export_model(export_id: int) -> str | None:
+    """Convert one ModelExport to TFLite, check it against the Keras model and register its
+    bundle; a failure marks it ``failed`` with a readable error. Safe to run twice: a finished
+    export is left alone, and of two concurrent deliveries only the last claim registers."""
+    from .exports import run_export
+
+    return run_export(export_id)

@@ -1,0 +1,1 @@
+"""Device-side code: runs without Django or TensorFlow (classify.py)."""
