@@ -3,7 +3,7 @@
 Every page is for the project's SMEs and MLEs; labelers and non-members get 404. Writes go
 through `annotation.services.adjudication` / `guidelines` (the item page calls the API).
 Everything a labeler wrote (notes) is shown escaped; guideline Markdown is rendered by
-`guidelines.render_markdown` (markdown + nh3), the only HTML marked safe here.
+`guidelines.render_markdown` (markdown + nh3, marked safe there), the only HTML these pages insert.
 """
 
 from urllib.parse import urlencode
@@ -13,7 +13,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.access import STAFF_ROLES, require_role, role_in
@@ -149,7 +148,7 @@ def guideline_page(request, slug):
     report = latest_report(project)
     rows = guidelines.versions(project, report.data if report is not None else build_report(project))
     for row in rows:
-        row["html"] = mark_safe(guidelines.render_markdown(row["guideline"].text))  # noqa: S308 - cleaned by nh3
+        row["html"] = guidelines.render_markdown(row["guideline"].text)
     draft = guidelines.draft(project)
     latest = rows[0]["guideline"].text if rows else ""
     return render(
@@ -160,7 +159,7 @@ def guideline_page(request, slug):
             "versions": rows,
             "draft": draft,
             "draft_text": draft.text if draft else latest,
-            "draft_html": mark_safe(guidelines.render_markdown(draft.text)) if draft else "",  # noqa: S308
+            "draft_html": guidelines.render_markdown(draft.text) if draft else "",
         },
     )
 

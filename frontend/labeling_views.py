@@ -15,7 +15,6 @@ from django.db.models.functions import Coalesce, Left
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.access import role_in
@@ -88,7 +87,7 @@ def label(request, slug):
         "classes": classes,
         "multi": project.task_type == TaskType.MULTI_LABEL,
         "guideline": guideline,
-        "guideline_html": mark_safe(render_markdown(guideline.text)) if guideline else "",  # noqa: S308 - nh3-cleaned
+        "guideline_html": render_markdown(guideline.text) if guideline else "",
         "guideline_is_new": bool(guideline) and (seen or 0) < guideline.version and not user.is_superuser,
         "progress": progress,
         "max_note": labeling.config()["MAX_NOTE_CHARS"],
