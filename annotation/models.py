@@ -267,6 +267,25 @@ class Source(models.TextChoices):
     SIMULATED = "simulated", "Simulated"
 
 
+class ClassChoice(models.Model):
+    """One class given in a record (an annotation, a gold label, a resolution): the through row of
+    the record's `labels`. A class merge points `label_class` at the new class and keeps the
+    class first given in `original_label_class`."""
+
+    label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
+    original_label_class = models.ForeignKey(
+        LabelClass,
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="+",
+        help_text="The class first given, when a class merge remapped this label; empty otherwise.",
+    )
+
+    class Meta:
+        abstract = True
+
+
 class AnnotationQuerySet(models.QuerySet):
     def current(self):
         return self.filter(is_current=True)
@@ -320,17 +339,8 @@ class Annotation(models.Model):
         return f"{self.labeler} on {self.item}"
 
 
-class AnnotationLabel(models.Model):
+class AnnotationLabel(ClassChoice):
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE)
-    label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
-    original_label_class = models.ForeignKey(
-        LabelClass,
-        null=True,
-        blank=True,
-        on_delete=models.RESTRICT,
-        related_name="+",
-        help_text="The class first given, when a class merge remapped this label; empty otherwise.",
-    )
 
     class Meta:
         constraints = [
@@ -355,17 +365,8 @@ class GoldLabel(models.Model):
         return f"gold for {self.item}"
 
 
-class GoldLabelClass(models.Model):
+class GoldLabelClass(ClassChoice):
     gold = models.ForeignKey(GoldLabel, on_delete=models.CASCADE)
-    label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
-    original_label_class = models.ForeignKey(
-        LabelClass,
-        null=True,
-        blank=True,
-        on_delete=models.RESTRICT,
-        related_name="+",
-        help_text="The class first given, when a class merge remapped this label; empty otherwise.",
-    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["gold", "label_class"], name="goldlabelclass_unique")]
@@ -403,17 +404,8 @@ class Resolution(models.Model):
         return f"resolution of {self.item}"
 
 
-class ResolutionLabel(models.Model):
+class ResolutionLabel(ClassChoice):
     resolution = models.ForeignKey(Resolution, on_delete=models.CASCADE)
-    label_class = models.ForeignKey(LabelClass, on_delete=models.RESTRICT)
-    original_label_class = models.ForeignKey(
-        LabelClass,
-        null=True,
-        blank=True,
-        on_delete=models.RESTRICT,
-        related_name="+",
-        help_text="The class first given, when a class merge remapped this label; empty otherwise.",
-    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["resolution", "label_class"], name="resolutionlabel_unique")]

@@ -21,12 +21,12 @@ from annotation.models import LabelClass
 
 from .models import ModelExport, ModelVersion, SnapshotLabel
 from .services import (
-    ERROR_CHARS,
     TrainingError,
     _readable,
     artifact_root,
     load_dataset,
     load_model,
+    queue_or_fail,
     training_settings,
 )
 
@@ -87,18 +87,10 @@ def start_export(version: ModelVersion, fmt: str, *, user=None, queue_task=True)
 
 
 def enqueue(export_id: int) -> None:
+    """Queue ``export_model``; if the broker refuses, the export fails with that reason."""
     from .tasks import export_model
 
-    queue = training_settings()["QUEUE"] or None
-    try:
-        export_model.apply_async((export_id,), queue=queue)
-    except Exception as exc:
-        logger.exception("could not queue export %s", export_id)
-        ModelExport.objects.filter(pk=export_id, status=ModelExport.Status.EXPORTING).update(
-            status=ModelExport.Status.FAILED,
-            error=f"Could not queue the export (is the Celery broker reachable?): {exc}"[:ERROR_CHARS],
-            finished_at=timezone.now(),
-        )
+    queue_or_fail(export_model, export_id, ModelExport, running=ModelExport.Status.EXPORTING, what="export")
 
 
 def bundle_path(export: ModelExport):

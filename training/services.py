@@ -197,14 +197,19 @@ def enqueue(version_id: int) -> None:
     """Queue ``train_model``; if the broker refuses, the version fails with that reason."""
     from .tasks import train_model
 
-    queue = training_settings()["QUEUE"] or None
+    queue_or_fail(train_model, version_id, ModelVersion, running=ModelVersion.Status.TRAINING, what="training")
+
+
+def queue_or_fail(task, pk: int, model, *, running, what: str) -> None:
+    """Queue ``task(pk)``; if the broker refuses, the row (a ModelVersion or ModelExport still
+    `running`) is marked failed with the reason, instead of waiting for a task that never comes."""
     try:
-        train_model.apply_async((version_id,), queue=queue)
+        task.apply_async((pk,), queue=training_settings()["QUEUE"] or None)
     except Exception as exc:
-        logger.exception("could not queue training of model version %s", version_id)
-        ModelVersion.objects.filter(pk=version_id, status=ModelVersion.Status.TRAINING).update(
-            status=ModelVersion.Status.FAILED,
-            error=f"Could not queue the training (is the Celery broker reachable?): {exc}"[:ERROR_CHARS],
+        logger.exception("could not queue %s of %s %s", what, model.__name__, pk)
+        model.objects.filter(pk=pk, status=running).update(
+            status=model.Status.FAILED,
+            error=f"Could not queue the {what} (is the Celery broker reachable?): {exc}"[:ERROR_CHARS],
             finished_at=timezone.now(),
         )
 

@@ -738,3 +738,18 @@ def test_request_review_refuses_items_of_another_project(project, other_project,
         request_review(project, [mine.pk, theirs.pk], requested_by=sme, reason="check")
     assert not ReviewRequest.objects.exists()
     assert request_review(project, [mine.pk], requested_by=sme, reason="check") == 1
+
+
+@pytest.mark.django_db
+def test_a_broker_that_refuses_the_task_fails_the_version_with_the_reason(project, monkeypatch):
+    from training import tasks
+
+    def refuse(args, queue=None):
+        raise ConnectionError("Connection refused")
+
+    monkeypatch.setattr(tasks.train_model, "apply_async", refuse)
+    version = services.start_training(project, trainer="sklearn_logreg")
+    services.enqueue(version.pk)  # what the on-commit hook runs
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.FAILED and version.finished_at is not None
+    assert version.error == "Could not queue the training (is the Celery broker reachable?): Connection refused"
