@@ -8,6 +8,11 @@ from .models import Membership, Project, Role
 STAFF_ROLES = (Role.SME, Role.MLE)
 
 
+def acting_user(user):
+    """The user to record as the author of a write; None for an anonymous request or a script."""
+    return user if user is not None and user.is_authenticated else None
+
+
 def role_in(user, project):
     """The user's role in the project, or None. Superusers act as MLEs everywhere."""
     if user.is_superuser:

@@ -14,34 +14,20 @@ the "TFLite export" section of benchmarks/RESULTS.md.
 
 import os
 import platform
-import sys
-import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
+from django.conf import settings
+from django.core.management import call_command
 from results import write_section  # benchmarks/results.py, beside this script
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-SCRATCH = tempfile.TemporaryDirectory(prefix="concord-bench-")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{SCRATCH.name}/bench.sqlite3")
-os.environ["MEDIA_ROOT"] = f"{SCRATCH.name}/media"
-os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+# Importing train_digits sets Django up on the same kind of scratch database and media folder.
+from train_digits import SEED, give_every_item_its_true_digit, train
 
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from train_digits import SEED, give_every_item_its_true_digit, train  # noqa: E402
-
-from annotation.models import Project  # noqa: E402
-from annotation.services.demo import DEMO_SLUG, create_demo  # noqa: E402
-from training import exports  # noqa: E402
-from training.models import ModelExport  # noqa: E402
+from annotation.models import Project
+from annotation.services.demo import DEMO_SLUG, create_demo
+from training import exports
+from training.models import ModelExport
 
 SECTION = "## TFLite export"
 MAX_SIZE_RATIO = 0.30

@@ -17,6 +17,7 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.access import acting_user
 from annotation.models import LabelClass
 
 from .models import ModelExport, ModelVersion, SnapshotLabel
@@ -27,6 +28,7 @@ from .services import (
     load_dataset,
     load_model,
     queue_or_fail,
+    stored_file,
     training_settings,
 )
 
@@ -78,7 +80,7 @@ def start_export(version: ModelVersion, fmt: str, *, user=None, queue_task=True)
         export = ModelExport.objects.create(
             model_version=version,
             format=fmt,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=acting_user(user),
         )
         if queue_task:
             export_id = export.pk
@@ -95,13 +97,7 @@ def enqueue(export_id: int) -> None:
 
 def bundle_path(export: ModelExport):
     """The absolute path of an export's bundle; refuses anything outside the artifact folder."""
-    if not export.bundle:
-        raise ExportError(f"export {export.pk} has no bundle")
-    root = artifact_root().resolve()
-    path = (root / export.bundle).resolve()
-    if not path.is_relative_to(root):
-        raise ExportError(f"export {export.pk}'s bundle path leaves the artifact folder")
-    return path
+    return stored_file(export.bundle, f"export {export.pk}", ExportError)
 
 
 def bundle_filename(export: ModelExport) -> str:
@@ -116,7 +112,7 @@ def override(export: ModelExport, *, user=None, note: str) -> ModelExport:
     updated = ModelExport.objects.filter(pk=export.pk, status=ModelExport.Status.REJECTED).update(
         status=ModelExport.Status.READY,
         override_note=note[:500],
-        override_by=user if user is not None and user.is_authenticated else None,
+        override_by=acting_user(user),
         overridden_at=timezone.now(),
     )
     if not updated:

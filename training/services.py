@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from annotation.access import acting_user
 from annotation.agreement import class_counts_from_triples
 from annotation.consensus import dawid_skene_from_triples, majority_vote_from_counts
 from annotation.errors import DomainError
@@ -109,15 +110,22 @@ def artifact_root() -> Path:
     return Path(configured) if configured else Path(settings.MEDIA_ROOT) / "models"
 
 
+def stored_file(relative: str, what: str, error=None) -> Path:
+    """The absolute path of `what` (a stored artifact or bundle) at `relative` under the artifact
+    folder; raises `error` (TrainingError by default) when it is missing or would leave that folder."""
+    error = error or TrainingError
+    if not relative:
+        raise error(f"{what} has no file")
+    root = artifact_root().resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise error(f"{what}'s file path leaves the artifact folder")
+    return path
+
+
 def artifact_path(version: ModelVersion) -> Path:
     """The absolute path of a version's artifact; refuses anything outside the artifact folder."""
-    if not version.artifact:
-        raise TrainingError(f"model {version.short_id} has no artifact")
-    root = artifact_root().resolve()
-    path = (root / version.artifact).resolve()
-    if not path.is_relative_to(root):
-        raise TrainingError(f"model {version.short_id}'s artifact path leaves the artifact folder")
-    return path
+    return stored_file(version.artifact, f"model {version.short_id}")
 
 
 def load_model(version: ModelVersion):
@@ -186,7 +194,7 @@ def start_training(project, *, trainer, user=None, hyperparameters=None, policy=
             hyperparameters=hp,
             policy=policy,
             random_state=seed,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=acting_user(user),
         )
         version_id = version.pk
         transaction.on_commit(lambda: enqueue(version_id))
@@ -247,7 +255,7 @@ def promote(version: ModelVersion, *, user=None, note: str = "") -> Promotion | 
         action=Promotion.Action.PROMOTE,
         model_version=version,
         previous=current,
-        by=user if user is not None and user.is_authenticated else None,
+        by=acting_user(user),
         note=note[:500],
     )
 
@@ -278,7 +286,7 @@ def rollback(version: ModelVersion, *, user=None, note: str = "") -> Promotion:
         action=Promotion.Action.ROLLBACK,
         model_version=previous,
         previous=version,
-        by=user if user is not None and user.is_authenticated else None,
+        by=acting_user(user),
         note=note[:500],
     )
 

@@ -276,14 +276,8 @@ def _lock_item(project, item_id):
 
 
 def _resolution_classes(project, labels):
-    if not isinstance(labels, list | tuple) or any(not isinstance(n, str) or not n for n in labels):
-        raise DomainError("labels are class names (non-empty text)", "labels")
-    repeated = sorted({n for n in labels if labels.count(n) > 1})
-    if repeated:
-        raise DomainError(f"labels repeat: {', '.join(repeated)}", "labels")
-    if project.task_type == TaskType.SINGLE_LABEL and len(labels) > 1:
-        raise DomainError(f"this project takes exactly one label per item; got {len(labels)}", "labels")
-    return labeling._classes_for(project, list(labels))
+    labeling.check_label_names(project, labels)
+    return labeling.classes_for(project, list(labels))
 
 
 def resolve(project, item_id, sme, *, labels=(), ambiguous=False, note="", expected_current=UNSET, now=None):

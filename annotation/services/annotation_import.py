@@ -28,6 +28,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from ..access import acting_user
 from ..crowd_parse import ParseError, decode_text, parse_delimiter, read_records, row_error, sort_class_names
 from ..errors import ImportRejected
 from ..models import (
@@ -265,7 +266,7 @@ class _Plan:
             project=project,
             kind=ImportBatch.Kind.ANNOTATIONS,
             source_name=source_name,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=acting_user(user),
             created_count=len(to_create),
             skipped_count=skipped,
             rejected_count=len(errors),

@@ -28,6 +28,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image, UnidentifiedImageError
 
+from ..access import acting_user
 from ..errors import ImportRejected
 from ..models import DataKind, GoldLabel, GoldLabelClass, ImportBatch, Item, TaskType
 from ..splits import draw_consistency_sample, draw_split
@@ -465,7 +466,7 @@ def _write_batch(project, prepared, report, *, kind, user, source_name):
             project=project,
             kind=kind,
             source_name=source_name[:255],
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=acting_user(user),
             created_count=len(prepared),
             skipped_count=report.skipped,
             rejected_count=report.rejected,

@@ -345,16 +345,22 @@ def _serve(project, user, now, draw):
 # ---- Labels ------------------------------------------------------------------------------------
 
 
-def _check_fields(project, labels, note, duration_ms):
-    if not labels:
-        raise DomainError("give at least one label", "labels")
-    if any(not isinstance(name, str) or not name for name in labels):
+def check_label_names(project, labels):
+    """The shape of a list of class names, before any query: text, no repeats, one on a
+    single-label project. Labels and SME resolutions both go through here."""
+    if not isinstance(labels, list | tuple) or any(not isinstance(name, str) or not name for name in labels):
         raise DomainError("labels are class names (non-empty text)", "labels")
     repeated = sorted({name for name in labels if labels.count(name) > 1})
     if repeated:
         raise DomainError(f"labels repeat: {', '.join(repeated)}", "labels")
     if project.task_type == TaskType.SINGLE_LABEL and len(labels) > 1:
         raise DomainError(f"this project takes exactly one label per item; got {len(labels)}", "labels")
+
+
+def _check_fields(project, labels, note, duration_ms):
+    if not labels:
+        raise DomainError("give at least one label", "labels")
+    check_label_names(project, labels)
     limit = config()["MAX_NOTE_CHARS"]
     if note is not None and len(note) > limit:
         raise DomainError(f"the note has {len(note):,} characters; the limit is {limit:,}", "note")
@@ -362,7 +368,7 @@ def _check_fields(project, labels, note, duration_ms):
         raise DomainError("duration_ms must be between 0 and a day (86,400,000)", "duration_ms")
 
 
-def _classes_for(project, labels):
+def classes_for(project, labels):
     """The project's active classes named by `labels`, in their order; a DomainError naming `labels`
     for a name that is not a class here, or a merged or inactive one."""
     found = {
@@ -448,7 +454,7 @@ def _submit(project, user, item_id, labels, client_id, unsure, note, duration_ms
             )
             return replay, False
 
-        classes = _classes_for(project, labels)
+        classes = classes_for(project, labels)
         needed = queue.labels_needed(
             in_consistency_sample=item.in_consistency_sample, has_gold=item.has_gold, overlap=project.overlap
         )

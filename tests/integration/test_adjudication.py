@@ -281,7 +281,7 @@ def test_merge_remaps_every_record_and_raises_agreement(project, labeler, labele
         c.refresh_from_db()
         assert not c.is_active and c.merged_into == corvid
     with pytest.raises(DomainError):  # nobody labels with a merged class any more
-        labeling._classes_for(project, ["crow"])
+        labeling.classes_for(project, ["crow"])
 
 
 def test_merge_into_existing_class_keeps_history_across_two_merges(project, labeler, mle):
