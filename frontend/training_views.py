@@ -33,6 +33,15 @@ TOP_K_LISTS = [
 ]
 
 
+def _gallery_title(title, split, kind, cross_validated):
+    """Under cross-validation the dev lists and the train list of errors come from held-out folds."""
+    if not cross_validated:
+        return title
+    if split == "train" and kind == "confidently_wrong":
+        return f"{title} (out of fold)"
+    return title.replace("Dev:", "Held-out folds:")
+
+
 def _project(request, slug, roles=STAFF_ROLES):
     """The project for a member holding one of ``roles`` (see annotation.access.require_role)."""
     project = get_object_or_404(Project.objects.visible_to(request.user), slug=slug)
@@ -201,7 +210,7 @@ def model_detail(request, slug, model_id):
             galleries=[
                 {
                     "key": f"{split}-{kind.replace('_', '-')}",
-                    "title": title.replace("Dev:", "Held-out folds:") if cross_validated else title,
+                    "title": _gallery_title(title, split, kind, cross_validated),
                     "hint": hint,
                     "kind": kind,
                     "items": (top_k.get(split) or {}).get(kind) or [],

@@ -51,7 +51,7 @@ from annotation.models import (
 from . import metrics as M
 from . import snapshot as S
 from .models import DatasetSnapshot, ModelVersion, Promotion, SnapshotLabel
-from .trainers import TRAINERS, check_hyperparameters, get_trainer
+from .trainers import TRAINERS, Trainer, check_hyperparameters, get_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,26 @@ def stored_file(relative: str, what: str, error=None) -> Path:
 def artifact_path(version: ModelVersion) -> Path:
     """The absolute path of a version's artifact; refuses anything outside the artifact folder."""
     return stored_file(version.artifact, f"model {version.short_id}")
+
+
+def out_of_sample_path(version: ModelVersion) -> Path:
+    """Where a version keeps the predictions it was evaluated by (see :func:`out_of_sample`)."""
+    return stored_file(f"{version.project_id}/{version.short_id}-oos.npz", f"model {version.short_id}'s predictions")
+
+
+def _save_out_of_sample(version, item_ids, proba) -> None:
+    Trainer._atomic_write(out_of_sample_path(version), lambda tmp: np.savez(tmp, item_ids=item_ids, proba=proba))
+
+
+def out_of_sample(version: ModelVersion) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids (R,), probabilities (R, K)) of the items a ready version was evaluated on, each
+    predicted by a model that never trained on it: the dev split, or out-of-fold predictions under
+    cross-validation. Active learning's error model learns from them."""
+    path = out_of_sample_path(version)
+    if not path.exists():
+        raise TrainingError(f"model {version.short_id} has no stored evaluation predictions; train a new model")
+    with np.load(path) as stored:
+        return stored["item_ids"].astype(np.int64), stored["proba"].astype(np.float64)
 
 
 def load_model(version: ModelVersion):
@@ -510,8 +530,6 @@ def _pixels(image, size):
 
 
 def load_dataset(snapshot: DatasetSnapshot, data_kind: str) -> Dataset:
-    from PIL import Image
-
     index = {c["id"]: i for i, c in enumerate(snapshot.classes)}
     rows = list(
         SnapshotLabel.objects.filter(snapshot=snapshot)
@@ -531,21 +549,40 @@ def load_dataset(snapshot: DatasetSnapshot, data_kind: str) -> Dataset:
         texts = dict(Item.objects.filter(pk__in=item_ids.tolist()).values_list("pk", "text"))
         data.texts = [texts.get(int(i), "") for i in item_ids]
         return data
-    images = []
+    data.images = list(_gray_images(item_ids.tolist()))
+    return data
+
+
+def _gray_images(item_ids):
+    """The items' images as grayscale PIL images, in the order of ``item_ids``."""
+    from PIL import Image
+
     files = {}
     for start in range(0, len(item_ids), 900):  # SQLite's limit on query parameters
-        chunk = item_ids[start : start + 900].tolist()
+        chunk = item_ids[start : start + 900]
         files.update({pk: f for pk, f in Item.objects.filter(pk__in=chunk).values_list("pk", "image")})
     storage = Item._meta.get_field("image").storage
-    for pk in item_ids.tolist():
+    for pk in item_ids:
         name = files.get(pk)
         if not name:
             raise TrainingError(f"item {pk} of this image project has no image file")
         with storage.open(name, "rb") as fh, Image.open(fh) as im:
             im.draft("L", (256, 256))
-            images.append(im.convert("L").copy())
-    data.images = images
-    return data
+            yield im.convert("L").copy()
+
+
+def read_inputs(item_ids, data_kind: str, size: int = 0):
+    """A trainer's inputs for ``item_ids`` (in that order): texts, or an (N, size, size) float32
+    array of grayscale pixels in [0, 1]."""
+    item_ids = [int(pk) for pk in item_ids]
+    if data_kind == "text":
+        texts = {}
+        for start in range(0, len(item_ids), 900):
+            texts.update(Item.objects.filter(pk__in=item_ids[start : start + 900]).values_list("pk", "text"))
+        return [texts.get(pk, "") for pk in item_ids]
+    if not item_ids:
+        return np.zeros((0, size, size), dtype=np.float32)
+    return np.stack([_pixels(image, size) for image in _gray_images(item_ids)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -754,6 +791,7 @@ def _train(run: Run) -> Path:
     for leftover in final.parent.glob(f".{version.short_id}-*"):
         leftover.unlink(missing_ok=True)  # temporary files of an earlier, killed run
     model.save(final)
+    _save_out_of_sample(version, data.item_ids[eval_rows], eval_proba)
     run.timings[run.stage] = round(time.perf_counter() - run._stage_started, 3)
     run.timings["total"] = round(time.perf_counter() - started, 3)
     report["timings"] = run.timings
@@ -973,12 +1011,15 @@ def evaluate_model(version, project, data, model, names, eval_rows, eval_proba, 
         "share_of": "the project's items",
     }
 
-    # Top-k lists: train (the model's own training data, in sample) and the evaluation items.
+    # Top-k lists: the training data and the evaluation items. Under cross-validation the
+    # training rows are the evaluated rows, and their out-of-fold predictions find the label
+    # errors that in-sample predictions have memorised away.
     top = int(config["TOP_K"])
     train_proba = model.predict_proba(data.inputs(fit_rows, size))
     top_k = {
-        "train": _top_k(data, fit_rows, train_proba, names, top),
+        "train": _top_k(data, fit_rows, eval_proba if folds else train_proba, names, top),
         "dev": _top_k(data, eval_rows, eval_proba, names, top),
+        "train_predictions": "out of fold" if folds else "in sample",
     }
     train_block = {"n": len(fit_rows), "accuracy": M.accuracy(data.y[fit_rows], train_proba.argmax(axis=1))}
 

@@ -63,6 +63,11 @@ class Trainer:
     def predict_proba(self, X) -> np.ndarray:
         raise NotImplementedError
 
+    def embed(self, X) -> np.ndarray:
+        """A dense float32 (N, D) representation of X as the fitted model sees it, for the error
+        model and diversity sampling (active_learning.sampling)."""
+        raise NotImplementedError
+
     def save(self, path) -> None:
         raise NotImplementedError
 
@@ -173,6 +178,16 @@ class SklearnLogReg(Trainer):
         if n:
             out[:, self.classes_] = self.pipeline_.predict_proba(self._features(X))
         return out
+
+    def embed(self, X) -> np.ndarray:
+        """Images: the standardised pixels the classifier reads. Texts: the classifier's decision
+        values (one column per class it saw), as TF-IDF vectors are too wide and sparse to compare."""
+        if len(X) == 0:
+            return np.zeros((0, 0), dtype=np.float32)
+        if self.data_kind == "text":
+            scores = self.pipeline_.decision_function(self._features(X))
+            return np.asarray(scores, dtype=np.float32).reshape(len(X), -1)
+        return np.asarray(self.pipeline_[:-1].transform(self._features(X)), dtype=np.float32)
 
     def save(self, path) -> None:
         import joblib
@@ -344,6 +359,20 @@ class KerasCNN(Trainer):
             return np.zeros((0, self.n_classes))
         out = self.model_.predict(self._images(X), batch_size=256, verbose=0)
         return np.asarray(out, dtype=np.float64)
+
+    def embed(self, X, batch_size: int = 256) -> np.ndarray:
+        """The flattened output of the last pooling block (what the softmax layer reads)."""
+        keras = _keras(self.n_threads)
+        layers = self.model_.layers
+        upto = next(i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.Flatten))
+        X = self._images(X)
+        parts = []
+        for start in range(0, len(X), batch_size):
+            x = X[start : start + batch_size]
+            for layer in layers[: upto + 1]:
+                x = layer(x, training=False)
+            parts.append(np.asarray(x, dtype=np.float32))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def save(self, path) -> None:
         if Path(path).suffix != self.extension:

@@ -153,6 +153,16 @@ def test_training_with_few_labels_cross_validates_and_registers(project, setting
     assert path.is_relative_to(Path(settings.MEDIA_ROOT) / "models") and path.name == f"{version.short_id}-a1.joblib"
     assert SklearnLogReg.load(path).predict_proba(np.zeros((1, 16, 16))).shape == (1, 3)
     assert set(version.timings) >= {"snapshot", "loading", "fitting", "evaluating", "saving", "total"}
+    # The out-of-fold predictions it was evaluated by are kept for active learning's error model.
+    oos_ids, oos_proba = services.out_of_sample(version)
+    order = np.argsort(oos_ids)
+    oos_ids, oos_proba = oos_ids[order], oos_proba[order]
+    train_dev = version.snapshot.labels.exclude(split="test").order_by("item_id")
+    assert oos_ids.tolist() == list(train_dev.values_list("item_id", flat=True)) and oos_proba.shape == (48, 3)
+    assert np.allclose(oos_proba.sum(axis=1), 1) and m["top_k"]["train_predictions"] == "out of fold"
+    index = {c["id"]: i for i, c in enumerate(version.snapshot.classes)}
+    y = np.array([index[c] for c in train_dev.values_list("label_class_id", flat=True)])
+    assert np.mean(oos_proba.argmax(axis=1) == y) == pytest.approx(ev["accuracy"])
 
 
 @pytest.mark.django_db
@@ -180,7 +190,8 @@ def test_training_on_dev_with_baselines_slices_gap_and_top_k(project, holdout, l
     priorities = [r["priority"] for r in rows if r["priority"] is not None]
     assert priorities == sorted(priorities, reverse=True)
     top = m["top_k"]
-    assert set(top) == {"train", "dev"} and set(top["dev"]) == {"confidently_wrong", "most_uncertain"}
+    assert set(top) == {"train", "dev", "train_predictions"} and top["train_predictions"] == "in sample"
+    assert set(top["dev"]) == {"confidently_wrong", "most_uncertain"}
     assert len(top["dev"]["most_uncertain"]) == 9 and top["dev"]["most_uncertain"][0]["has_thumbnail"]
 
 
@@ -284,7 +295,7 @@ def test_a_worker_killed_mid_write_leaves_no_ready_version_and_the_redelivery_fi
     assert services.run_training(version.pk) == "ready"  # the redelivery
     version.refresh_from_db()
     assert version.attempts == 2 and version.artifact.endswith(f"{version.short_id}-a2.joblib")
-    assert [p.name for p in folder.iterdir()] == [f"{version.short_id}-a2.joblib"]  # the leftover is gone
+    assert sorted(p.name for p in folder.iterdir()) == [f"{version.short_id}-a2.joblib", f"{version.short_id}-oos.npz"]
     assert SklearnLogReg.load(services.artifact_path(version)).n_classes == 3
 
 

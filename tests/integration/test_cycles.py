@@ -1,0 +1,284 @@
+"""Active-learning cycles: the four steps, the queue they write, refusals, cancel and killed workers."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from active_learning import services
+from active_learning.models import Cycle, CycleSelection
+from annotation.models import GoldLabelClass, QueueEntry, ReviewRequest
+from annotation.services import labeling
+from annotation.services.adjudication import send_back
+from training.models import ModelVersion
+
+from .training_data import add_digit_items, label
+
+
+@pytest.fixture
+def al_project(project):
+    """60 gold-labelled digits (0-2) and 90 unlabelled ones; 54 of those are in the train split."""
+    add_digit_items(project, 60)
+    add_digit_items(project, 90, gold=False, start=60)
+    labeling.refresh_queue_state(project)
+    return project
+
+
+class NoGoldDraw:
+    """The labeling queue's draw, fixed so that it never serves a gold item instead."""
+
+    def random(self):
+        return 0.999
+
+
+def launch(project, user=None, **kwargs):
+    kwargs.setdefault("strategy", "mix")
+    kwargs.setdefault("batch_size", 12)
+    return services.launch(project, user=user, **kwargs)
+
+
+def run_steps(cycle, steps=("train", "score", "select", "queue")):
+    for name in steps:
+        getattr(services, f"{name}_step")(cycle.pk)
+    cycle.refresh_from_db()
+    return cycle
+
+
+def pool_ids(project):
+    cycle = Cycle.objects.filter(project=project).first()
+    return set(services.pool_items(project, cycle.model_version))
+
+
+@pytest.mark.django_db
+def test_a_cycle_trains_scores_selects_and_queues_its_batch(al_project, mle, labeler):
+    cycle = run_steps(launch(al_project, mle))
+    assert cycle.status == "done", cycle.error
+    assert cycle.stage == "done" and cycle.progress == 1.0 and cycle.number == 1
+    version = cycle.model_version
+    assert version.status == "ready" and version.snapshot.size == 60
+    assert cycle.pool_size == 54 and cycle.summary["selected"] == 12
+    assert sum(block["n"] for block in cycle.summary["by_strategy"].values()) == 12
+    assert set(cycle.summary["by_strategy"]) == {"entropy", "error_model", "random"}
+    assert set(cycle.timings) == {"training", "scoring", "selecting", "queueing"}
+
+    entries = list(QueueEntry.objects.filter(project=al_project, is_active=True).order_by("-priority"))
+    selections = list(CycleSelection.objects.filter(cycle=cycle).order_by("position"))
+    assert [e.item_id for e in entries] == [s.item_id for s in selections] == [r[0] for r in cycle.selection]
+    assert all(s.queue_entry_id == e.pk for s, e in zip(selections, entries, strict=True))
+    assert all(e.reason.startswith(f"cycle 1: {e.strategy} score") for e in entries)
+    assert all(e.priority < 1_000_000 for e in entries)  # after an SME's send-back
+    # Entropy leads (60 %), and the strategies take turns along the queue.
+    assert [e.strategy for e in entries[:3]] == ["entropy", "error_model", "random"]
+
+    served = labeling.next_item(al_project, labeler, rng=NoGoldDraw())
+    assert served.item.pk == entries[0].item_id
+    assert not services.scores_path(cycle).exists()  # the scores file goes once the batch is queued
+
+
+@pytest.mark.django_db
+def test_the_pool_is_unlabelled_train_items_without_gold_or_a_send_back(al_project, labeler, sme):
+    items = list(al_project.items.order_by("pk"))
+    unlabelled_train = [i for i in items[60:] if i.split == "train"]
+    label(unlabelled_train[0], labeler, al_project.label_classes.get(name="crow"))
+    send_back(al_project, unlabelled_train[1].pk, sme)
+    labeling.refresh_queue_state(al_project)
+    cycle = run_steps(launch(al_project), ("train",))
+    pool = set(services.pool_items(al_project, cycle.model_version))
+    assert pool == {i.pk for i in unlabelled_train[2:]}
+
+
+@pytest.mark.django_db
+def test_a_second_launch_is_refused_while_one_runs_and_allowed_after_cancel(al_project, mle):
+    first = launch(al_project, mle)
+    with pytest.raises(services.CycleConflict, match="cycle 1 of this project is still queued"):
+        launch(al_project, mle)
+    services.cancel(first, user=mle)
+    assert first.status == "cancelled" and first.error == "Cancelled by mle."
+    second = launch(al_project, mle)
+    assert second.number == 2
+    assert run_steps(first).status == "cancelled"  # a cancelled cycle's steps do nothing
+    assert not QueueEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_cancel_after_scoring_leaves_the_queue_and_removes_the_scores(al_project, mle):
+    cycle = run_steps(launch(al_project, mle), ("train", "score"))
+    assert cycle.stage == "selecting" and services.scores_path(cycle).exists()
+    services.cancel(cycle, user=mle)
+    run_steps(cycle, ("select", "queue"))
+    assert cycle.status == "cancelled" and cycle.selection == []
+    assert not QueueEntry.objects.exists() and not services.scores_path(cycle).exists()
+    with pytest.raises(services.CycleConflict, match="only a queued or running cycle can be cancelled"):
+        services.cancel(cycle)
+
+
+@pytest.mark.django_db
+def test_cancel_while_training_stops_the_model_too(al_project, mle):
+    cycle = launch(al_project, mle)
+    cycle = run_steps(cycle, ())
+    version = ModelVersion.objects.create(project=al_project, trainer="sklearn_logreg")
+    Cycle.objects.filter(pk=cycle.pk).update(model_version=version, status="running", stage="training")
+    services.cancel(cycle, user=mle)
+    version.refresh_from_db()
+    assert version.status == "failed" and version.error == "Cancelled with cycle 1."
+
+
+@pytest.mark.django_db
+def test_a_worker_killed_while_writing_the_queue_leaves_it_untouched_and_the_redelivery_finishes(
+    al_project, mle, monkeypatch
+):
+    """The worker dies (no Python cleanup, as with SIGKILL) after the entries are inserted but
+    before the transaction commits: nothing of the batch is in the queue, and the redelivered
+    step writes all of it."""
+    cycle = run_steps(launch(al_project, mle), ("train", "score", "select"))
+    before = list(QueueEntry.objects.values_list("pk", "is_active"))
+
+    class Killed(BaseException):
+        pass
+
+    real_bulk_create = CycleSelection.objects.bulk_create
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CycleSelection.objects, "bulk_create", die)
+        with pytest.raises(Killed):
+            services.queue_step(cycle.pk)
+    assert list(QueueEntry.objects.values_list("pk", "is_active")) == before
+    cycle.refresh_from_db()
+    assert cycle.status == "running" and cycle.stage == "queueing"
+    assert CycleSelection.objects.bulk_create == real_bulk_create
+
+    assert services.queue_step(cycle.pk) == "done"  # the redelivery
+    cycle.refresh_from_db()
+    assert QueueEntry.objects.filter(is_active=True).count() == 12 and cycle.attempts == 5
+
+
+@pytest.mark.django_db
+def test_a_worker_killed_while_scoring_is_resumed_by_the_redelivery(al_project, mle, monkeypatch):
+    cycle = run_steps(launch(al_project, mle), ("train",))
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services.training, "read_inputs", die)
+        with pytest.raises(Killed):
+            services.score_step(cycle.pk)
+    cycle.refresh_from_db()
+    assert cycle.status == "running" and cycle.stage == "scoring" and not QueueEntry.objects.exists()
+    assert run_steps(cycle, ("score", "select", "queue")).status == "done"
+    assert cycle.model_version.attempts == 1  # the model is not trained again
+
+
+@pytest.mark.django_db
+def test_a_training_failure_fails_the_cycle_with_its_reason(project, mle):
+    cycle = run_steps(launch(project, mle))
+    assert cycle.status == "failed"
+    assert cycle.error.startswith(f"Training model {cycle.model_version.short_id} failed: ")
+    assert "usable train/dev labels" in cycle.error or "no label" in cycle.error.lower()
+    assert not QueueEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_new_cycle_replaces_the_unlabelled_entries_of_the_last_one(al_project, mle, sme):
+    first = run_steps(launch(al_project, mle, strategy="entropy", batch_size=5))
+    held_back = first.selection[0][0]
+    send_back(al_project, held_back, sme)  # an SME's entry is never replaced by a cycle
+    second = run_steps(launch(al_project, mle, strategy="random", batch_size=5))
+    assert second.status == "done", second.error
+    assert second.summary["superseded_entries"] == 4
+    active = QueueEntry.objects.filter(is_active=True)
+    assert sorted(active.values_list("strategy", flat=True)) == ["random"] * 5 + ["send_back"]
+    assert held_back not in {row[0] for row in second.selection}
+
+
+@pytest.mark.django_db
+def test_items_labelled_after_scoring_are_skipped_when_the_queue_is_written(al_project, mle, labeler):
+    cycle = run_steps(launch(al_project, mle, strategy="least_confidence", batch_size=6), ("train", "score", "select"))
+    first = al_project.items.get(pk=cycle.selection[0][0])
+    label(first, labeler, al_project.label_classes.get(name="dove"))
+    cycle = run_steps(cycle, ("queue",))
+    assert cycle.summary["selected"] == 5 and cycle.summary["skipped"] == 1
+    assert not QueueEntry.objects.filter(item=first).exists()
+
+
+@pytest.mark.django_db
+def test_ticking_review_sends_the_confidently_wrong_training_items_to_the_smes(al_project, mle):
+    gold_items = list(al_project.items.filter(gold__isnull=False).order_by("pk")[:6])
+    owl = al_project.label_classes.get(name="owl")
+    for item in gold_items:  # wrong gold: the model will disagree with confidence
+        GoldLabelClass.objects.filter(gold=item.gold).update(label_class=owl)
+    cycle = run_steps(launch(al_project, mle, review_top_k=True))
+    assert cycle.status == "done", cycle.error
+    wrong = cycle.model_version.metrics["top_k"]["train"]["confidently_wrong"]
+    assert wrong and cycle.summary["review_requests"] == len(wrong)
+    requests = ReviewRequest.objects.filter(resolved_at__isnull=True)
+    assert set(requests.values_list("item_id", flat=True)) == {row["item_id"] for row in wrong}
+    assert all(r.reason.startswith("cycle 1: model ") and r.requested_by == mle for r in requests)
+
+
+@pytest.mark.django_db
+def test_a_silent_cycle_is_failed_when_the_next_one_is_launched(al_project, mle, settings):
+    stale = launch(al_project, mle)
+    settings.CONCORD_ACTIVE_LEARNING = {"STALE_AFTER_SECONDS": 0}
+    fresh = launch(al_project, mle)
+    stale.refresh_from_db()
+    assert stale.status == "failed" and "No word from the worker" in stale.error
+    assert fresh.number == 2 and fresh.status == "queued"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "message"),
+    [
+        ({"strategy": "greedy"}, "strategy", "unknown strategy 'greedy'"),
+        ({"batch_size": 0}, "batch_size", "batch size must be a whole number from 1 to 5000"),
+        ({"batch_size": "10"}, "batch_size", "batch size must be a whole number"),
+        ({"trainer": "svm"}, "trainer", "unknown trainer 'svm'"),
+        ({"weights": "entropy:x"}, "weights", "the weight of entropy must be a number"),
+        ({"weights": "entropy:0.5,nonsense:1"}, "weights", "name:weight pairs of"),
+        ({"strategy": "entropy", "weights": "entropy:1"}, "weights", "weights are for the mix strategy only"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_requests_name_the_field_and_create_nothing(al_project, kwargs, field, message):
+    with pytest.raises(services.CycleError, match=message) as caught:
+        launch(al_project, **kwargs)
+    assert caught.value.field == field
+    assert not Cycle.objects.exists()
+
+
+@pytest.mark.django_db
+def test_text_projects_refuse_the_cnn(other_project):
+    with pytest.raises(services.CycleError, match="keras_cnn does not train on text projects"):
+        launch(other_project, trainer="keras_cnn")
+
+
+@pytest.mark.django_db
+def test_a_broker_that_refuses_the_chain_fails_the_cycle(al_project, monkeypatch):
+    from celery.canvas import _chain
+
+    def refuse(self, *args, **kwargs):
+        raise ConnectionError("broker down")
+
+    cycle = launch(al_project)
+    monkeypatch.setattr(_chain, "apply_async", refuse)
+    services.queue_chain(cycle.pk)
+    cycle.refresh_from_db()
+    assert cycle.status == "failed" and "is the Celery broker reachable?" in cycle.error
+
+
+@pytest.mark.django_db
+def test_run_cycle_command_sync_prints_the_batch(al_project, capsys):
+    call_command("run_cycle", "birds", "--strategy", "margin", "--batch", "7", "--sync")
+    out = capsys.readouterr().out
+    cycle = Cycle.objects.get()
+    assert cycle.status == "done" and cycle.summary["selected"] == 7
+    assert "Cycle 1 of birds is done" in out and "margin: 7" in out
+    with pytest.raises(CommandError, match="no project with slug 'nope'"):
+        call_command("run_cycle", "nope")
+    with pytest.raises(CommandError, match="batch size must be a whole number"):
+        call_command("run_cycle", "birds", "--batch", "0")
