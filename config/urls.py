@@ -11,6 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("training.urls")),
+    path("api/v1/", include("active_learning.urls")),
     path("items/<int:pk>/<str:kind>/", item_file, name="item-file"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -18,5 +19,6 @@ urlpatterns = [
     path("", include("frontend.labeling_urls")),
     path("", include("frontend.training_urls")),
     path("", include("frontend.adjudication_urls")),
+    path("", include("frontend.cycle_urls")),
     path("", include("frontend.urls")),
 ]

@@ -1,8 +1,11 @@
 """Active-learning cycles: the four steps, the queue they write, refusals, cancel and killed workers."""
 
+import time
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.urls import reverse
 
 from active_learning import services
 from active_learning.models import Cycle, CycleSelection
@@ -282,3 +285,124 @@ def test_run_cycle_command_sync_prints_the_batch(al_project, capsys):
         call_command("run_cycle", "nope")
     with pytest.raises(CommandError, match="batch size must be a whole number"):
         call_command("run_cycle", "birds", "--batch", "0")
+
+
+# --------------------------------------------------------------------------------------------
+# API
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_launch_refuse_read_and_cancel(api_as, al_project, mle, sme, labeler, outsider):
+    cycles = reverse("cycles_api:project-cycles", args=[al_project.pk])
+    launched = api_as(mle).post(cycles, {"strategy": "entropy", "batch_size": 10}, format="json")
+    assert launched.status_code == 202, launched.data
+    assert launched.data["status"] == "queued" and launched.data["number"] == 1 and launched.data["progress"] == 0
+    again = api_as(mle).post(cycles, {}, format="json")
+    assert again.status_code == 409 and "cycle 1 of this project is still queued" in again.data["project"][0]
+
+    assert [c["number"] for c in api_as(sme).get(cycles).data["results"]] == [1]
+    assert api_as(sme).post(cycles, {}, format="json").status_code == 403
+    assert api_as(labeler).get(cycles).status_code == 404
+    assert api_as(outsider).get(cycles).status_code == 404
+    detail = reverse("cycles_api:cycle-detail", args=[launched.data["id"]])
+    assert api_as(outsider).get(detail).status_code == 404 and api_as(labeler).get(detail).status_code == 404
+
+    cancel = reverse("cycles_api:cycle-cancel", args=[launched.data["id"]])
+    assert api_as(sme).post(cancel).status_code == 403
+    cancelled = api_as(mle).post(cancel)
+    assert cancelled.status_code == 200 and cancelled.data["status"] == "cancelled"
+    assert api_as(mle).post(cancel).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": "many"}, "batch_size"),
+        ({"strategy": "greedy"}, "strategy"),
+        ({"trainer": "svm"}, "trainer"),
+        ({"weights": "entropy:-1"}, "weights"),
+        ({"strategy": "margin", "weights": "margin:1"}, "weights"),
+    ],
+)
+@pytest.mark.django_db
+def test_api_bad_launches_are_400_naming_the_field(api_as, al_project, mle, body, field):
+    response = api_as(mle).post(reverse("cycles_api:project-cycles", args=[al_project.pk]), body, format="json")
+    assert response.status_code == 400 and field in response.data
+    assert not Cycle.objects.exists()
+
+
+@pytest.mark.django_db
+def test_api_detail_lists_the_batch_in_queue_order(api_as, al_project, mle):
+    cycle = run_steps(launch(al_project, mle, batch_size=6))
+    data = api_as(mle).get(reverse("cycles_api:cycle-detail", args=[cycle.pk])).data
+    assert data["status"] == "done" and data["model"] == cycle.model_version.short_id and data["progress"] == 1
+    assert [row["item"] for row in data["batch"]] == [row[0] for row in cycle.selection]
+    assert [row["position"] for row in data["batch"]] == list(range(6)) and all(r["queued"] for r in data["batch"])
+
+
+@pytest.mark.django_db
+def test_api_list_queries_do_not_grow_with_cycles(api_as, al_project, mle, django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api_as(mle)
+    url = reverse("cycles_api:project-cycles", args=[al_project.pk])
+    Cycle.objects.create(project=al_project, number=1, strategy="mix", batch_size=5, trainer="sklearn_logreg")
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(url).status_code == 200
+    for number in range(2, 7):
+        Cycle.objects.create(
+            project=al_project, number=number, strategy="mix", batch_size=5, trainer="sklearn_logreg", status="done"
+        )
+    with django_assert_num_queries(len(one.captured_queries)):
+        assert len(client.get(url).data["results"]) == 6
+
+
+# --------------------------------------------------------------------------------------------
+# A real worker
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_a_cycle_on_the_demo_and_the_labeler_gets_its_batch(api_as, settings):
+    """The demo project (1,797 digits, simulated labels), a cycle launched through the API, a Celery
+    worker (solo pool, in a thread) consuming the chain from the configured broker (Redis in CI)
+    on a queue of its own; then a labeler's next item is the batch's first."""
+    from uuid import uuid4
+
+    from celery.contrib.testing.worker import start_worker
+    from django.contrib.auth import get_user_model
+
+    from annotation.services.demo import create_demo
+    from config.celery import app
+
+    queue = f"concord-test-cycles-{uuid4().hex[:8]}"
+    settings.CONCORD_TRAINING = {**settings.CONCORD_TRAINING, "QUEUE": queue}
+    project, _ = create_demo(password="demo-pass-1", simulate_labelers=3, log=lambda *args: None)
+    users = get_user_model().objects
+    with start_worker(app, perform_ping_check=False, pool="solo", queues=[queue], loglevel="WARNING"):
+        response = api_as(users.get(username="mle")).post(
+            reverse("cycles_api:project-cycles", args=[project.pk]),
+            {"strategy": "mix", "batch_size": 30},
+            format="json",
+        )
+        assert response.status_code == 202, response.data
+        cycle = Cycle.objects.get(pk=response.data["id"])
+        deadline = time.monotonic() + 300
+        while cycle.is_active and time.monotonic() < deadline:
+            time.sleep(0.5)
+            cycle.refresh_from_db()
+    assert cycle.status == "done", cycle.error or f"still {cycle.stage} after 300 s"
+    assert cycle.pool_size > 100 and cycle.summary["selected"] == 30
+
+    entries = list(QueueEntry.objects.filter(project=project, is_active=True).order_by("-priority"))
+    assert len(entries) == 30 and [e.item_id for e in entries] == [row[0] for row in cycle.selection]
+    assert {e.strategy for e in entries} == {"entropy", "error_model", "random"}
+    assert all(e.reason.startswith(f"cycle 1: {e.strategy} score") and e.score is not None for e in entries)
+
+    labeler = users.get(username="labeler1")
+    served = labeling.next_item(project, labeler, rng=NoGoldDraw())
+    assert served.item.pk == entries[0].item_id
