@@ -49,6 +49,24 @@ def test_logreg_on_text_uses_tfidf(tmp_path):
     assert SklearnLogReg.load(tmp_path / "t.joblib").predict_proba(["so boring"]).argmax() == 1
 
 
+def test_logreg_embeds_images_as_the_standardised_pixels_it_reads(digits):
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, X_dev, _ = digits
+    embedding = SklearnLogReg(10).fit(X, y).embed(X_dev)
+    expected = StandardScaler().fit(X.reshape(600, -1)).transform(X_dev.reshape(200, -1))
+    assert embedding.dtype == np.float32 and embedding.shape == (200, 64)
+    np.testing.assert_allclose(embedding, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_logreg_embeds_texts_as_decision_values():
+    texts = ["great film, loved it", "awful, boring film", "loved the acting", "boring and awful"] * 5
+    model = SklearnLogReg(2, data_kind="text").fit(texts, np.array([0, 1, 0, 1] * 5))
+    embedding = model.embed(["loved it", "so boring", "film"])
+    assert embedding.shape == (3, 1)
+    assert ((embedding[:, 0] > 0) == (model.predict_proba(["loved it", "so boring", "film"]).argmax(axis=1) == 1)).all()
+
+
 def test_hyperparameters_are_checked():
     assert check_hyperparameters("sklearn_logreg", {"C": 1})["C"] == 1.0
     with pytest.raises(ValueError, match="no hyperparameter gamma"):
@@ -97,3 +115,11 @@ def test_keras_cnn_trains_a_little_and_round_trips(digits, tmp_path):
     np.testing.assert_allclose(again.predict_proba(X_dev[:50]), proba, atol=1e-6)
     with pytest.raises(ValueError, match=r"\.keras"):
         model.save(tmp_path / "m.h5")
+
+    # The embedding is what the softmax layer reads: applying that layer to it gives the probabilities.
+    embedding = again.embed(X_dev[:50])
+    assert embedding.shape == (50, 16 * 2 * 2) and embedding.dtype == np.float32
+    weights, bias = again.model_.layers[-1].get_weights()
+    logits = embedding @ weights + bias
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), proba, atol=1e-5)
