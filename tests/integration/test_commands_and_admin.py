@@ -112,7 +112,7 @@ def test_admin_lists_every_model_and_each_changelist_renders(client, demo_db):
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(admin)
     index = client.get(reverse("admin:index")).content.decode()
-    models = [m for app in ("annotation", "training") for m in apps.get_app_config(app).get_models()]
+    models = [m for app in ("annotation", "training", "active_learning") for m in apps.get_app_config(app).get_models()]
     for model in models:
         if model.__name__ in {"AnnotationLabel", "GoldLabelClass", "ResolutionLabel"}:
             continue  # through tables are edited inline on their parent
