@@ -84,9 +84,7 @@ class CycleDetailSerializer(CycleSerializer):
 
 class LaunchSerializer(serializers.Serializer):
     strategy = serializers.ChoiceField(choices=list(sampling.STRATEGIES), default="mix")
-    batch_size = serializers.IntegerField(
-        min_value=1, max_value=services.DEFAULTS["MAX_BATCH"], default=services.DEFAULTS["BATCH_SIZE"]
-    )
+    batch_size = serializers.IntegerField(required=False, help_text="Default: CONCORD_ACTIVE_LEARNING BATCH_SIZE.")
     trainer = serializers.ChoiceField(choices=list(TRAINERS), required=False)
     weights = serializers.CharField(
         required=False, allow_blank=True, help_text="For mix: e.g. entropy:0.6,error_model:0.25,random:0.15"
@@ -125,7 +123,7 @@ class ProjectCycles(generics.ListCreateAPIView):
             cycle = services.launch(
                 project,
                 strategy=fields["strategy"],
-                batch_size=fields["batch_size"],
+                batch_size=fields.get("batch_size", services.cycle_settings()["BATCH_SIZE"]),
                 trainer=fields.get("trainer"),
                 weights=fields.get("weights") or None,
                 review_top_k=fields["review_top_k"],

@@ -210,6 +210,14 @@ CONCORD_TRAINING = {
     "ARTIFACT_DIR": env.str("CONCORD_TRAINING_ARTIFACT_DIR", default=""),  # "" = MEDIA_ROOT/models
     "EXPORT_MAX_DROP": 0.01,  # an int8 TFLite export losing more dev accuracy than this is rejected
 }
+CONCORD_ACTIVE_LEARNING = {  # cycles run on the queue CONCORD_TRAINING["QUEUE"] names
+    "TRAINER": "sklearn_logreg",  # a cycle's model unless the launch names another
+    "BATCH_SIZE": 100,  # the launch form's default batch
+    "MAX_BATCH": 5000,
+    "SCORE_CHUNK": 512,  # pool items read and predicted at a time
+    "MAX_CENTERS": 5000,  # labeled items diversity keeps away from (a seeded sample beyond that)
+    "STALE_AFTER_SECONDS": env_int("CONCORD_ACTIVE_LEARNING_STALE_AFTER_SECONDS", 3600),  # silent worker: failed
+}
 
 LOGGING = {
     "version": 1,
