@@ -158,6 +158,28 @@ def test_a_worker_killed_while_writing_the_queue_leaves_it_untouched_and_the_red
 
 
 @pytest.mark.django_db
+def test_a_worker_killed_while_training_is_resumed_by_the_redelivery(al_project, mle, monkeypatch):
+    from training.trainers import SklearnLogReg
+
+    cycle = launch(al_project, mle)
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SklearnLogReg, "fit", die)
+        with pytest.raises(Killed):
+            services.train_step(cycle.pk)
+    cycle.refresh_from_db()
+    assert cycle.status == "running" and cycle.stage == "training" and cycle.model_version.status == "training"
+    assert run_steps(cycle).status == "done" and not QueueEntry.objects.exclude(cycle_selection__cycle=cycle).exists()
+    assert cycle.model_version.attempts == 2 and ModelVersion.objects.count() == 1  # the same model, trained again
+
+
+@pytest.mark.django_db
 def test_a_worker_killed_while_scoring_is_resumed_by_the_redelivery(al_project, mle, monkeypatch):
     cycle = run_steps(launch(al_project, mle), ("train",))
 
