@@ -10,6 +10,7 @@ from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, Subq
 from django.db.models.functions import Coalesce, Left
 from django.shortcuts import get_object_or_404, render
 
+from active_learning.services import cycle_settings
 from annotation.models import Annotation, GoldLabel, Item, LabelClass, Membership, Project, Role, Split
 
 PREVIEW_ITEMS = 24
@@ -150,6 +151,9 @@ def project_detail(request, slug):
         "preview": preview,
         "preview_text_chars": PREVIEW_TEXT_CHARS,
     }
+    if project.user_role == Role.MLE or user.is_superuser:
+        context["launches_cycles"] = True
+        context["cycle_batch_size"] = cycle_settings()["BATCH_SIZE"]
     if oversees:
         context["labeler_rows"] = list(
             current.values("labeler__username")

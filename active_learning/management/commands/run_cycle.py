@@ -71,11 +71,11 @@ class Command(BaseCommand):
     def summary(self, cycle):
         s = cycle.summary
         version = cycle.model_version
+        breakdown = ", ".join(f"{name}: {block['n']}" for name, block in s["by_strategy"].items()) or "none"
         lines = [
             f"Cycle {cycle.number} of {cycle.project.slug} is done: model {version.short_id}, "
             f"accuracy {s['accuracy']:.4f} on {s['evaluated_on']} from {s['labels']:,} labels.",
-            f"Scored {cycle.pool_size:,} unlabeled items; queued {s['selected']:,} "
-            f"({', '.join(f'{name}: {b['n']}' for name, b in s['by_strategy'].items()) or 'none'}).",
+            f"Scored {cycle.pool_size:,} unlabeled items; queued {s['selected']:,} ({breakdown}).",
         ]
         if s["skipped"]:
             lines.append(f"Skipped {s['skipped']} items labeled since they were scored.")
