@@ -87,7 +87,7 @@ class LaunchSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(required=False, help_text="Default: CONCORD_ACTIVE_LEARNING BATCH_SIZE.")
     trainer = serializers.ChoiceField(choices=list(TRAINERS), required=False)
     weights = serializers.CharField(
-        required=False, allow_blank=True, help_text="For mix: e.g. entropy:0.6,error_model:0.25,random:0.15"
+        required=False, allow_blank=True, help_text="For mix: e.g. margin:0.45,diversity:0.4,random:0.15"
     )
     review_top_k = serializers.BooleanField(
         default=False, help_text="Also send the model's confidently wrong training items to the SME queue."

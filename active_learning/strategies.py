@@ -42,6 +42,7 @@ __all__ = [
 PROBA_ATOL = 1e-6
 DEFAULT_CHUNK_SIZE = 4096
 ERROR_MODEL_CS = (0.01, 0.1, 1.0, 10.0)
+ERROR_MODEL_CHUNK = 16384
 
 # A selector takes (k, taken) where ``taken`` is an (N,) bool mask of items that may not be chosen
 # (already selected by another component) and returns (indices (m,), scores (m,)) with m <= k.
@@ -245,7 +246,12 @@ def error_model_scores(
     x = _error_model_inputs(lx, lp)
     c = _choose_c(x, wrong, int(n_folds), random_state)
     model = _error_pipeline(c).fit(x, wrong)
-    return model.predict_proba(_error_model_inputs(px, pp))[:, 1]
+    # The pool is scored a chunk at a time so its design matrix never exists whole.
+    out = np.empty(px.shape[0])
+    for start in range(0, px.shape[0], ERROR_MODEL_CHUNK):
+        rows = slice(start, start + ERROR_MODEL_CHUNK)
+        out[rows] = model.predict_proba(_error_model_inputs(px[rows], pp[rows]))[:, 1]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

@@ -60,7 +60,9 @@ def test_a_cycle_trains_scores_selects_and_queues_its_batch(al_project, mle, lab
     assert version.status == "ready" and version.snapshot.size == 60
     assert cycle.pool_size == 54 and cycle.summary["selected"] == 12
     assert sum(block["n"] for block in cycle.summary["by_strategy"].values()) == 12
-    assert set(cycle.summary["by_strategy"]) == {"entropy", "error_model", "random"}
+    assert {name: block["n"] for name, block in cycle.summary["by_strategy"].items()} == {
+        "margin": 5, "diversity": 5, "random": 2
+    }  # fmt: skip
     assert set(cycle.timings) == {"training", "scoring", "selecting", "queueing"}
 
     entries = list(QueueEntry.objects.filter(project=al_project, is_active=True).order_by("-priority"))
@@ -69,12 +71,22 @@ def test_a_cycle_trains_scores_selects_and_queues_its_batch(al_project, mle, lab
     assert all(s.queue_entry_id == e.pk for s, e in zip(selections, entries, strict=True))
     assert all(e.reason.startswith(f"cycle 1: {e.strategy} score") for e in entries)
     assert all(e.priority < 1_000_000 for e in entries)  # after an SME's send-back
-    # Entropy leads (60 %), and the strategies take turns along the queue.
-    assert [e.strategy for e in entries[:3]] == ["entropy", "error_model", "random"]
+    # The default mix (45 % margin, 40 % diversity, 15 % random) takes turns along the queue.
+    assert [e.strategy for e in entries[:3]] == ["margin", "diversity", "random"]
 
     served = labeling.next_item(al_project, labeler, rng=NoGoldDraw())
     assert served.item.pk == entries[0].item_id
     assert not services.scores_path(cycle).exists()  # the scores file goes once the batch is queued
+
+
+@pytest.mark.parametrize("strategy", ["random", "least_confidence", "margin", "entropy", "error_model", "diversity"])
+@pytest.mark.django_db
+def test_every_strategy_runs_a_cycle_and_is_recorded_on_each_entry(al_project, strategy):
+    cycle = run_steps(launch(al_project, strategy=strategy, batch_size=8))
+    assert cycle.status == "done", cycle.error
+    entries = QueueEntry.objects.filter(is_active=True)
+    assert entries.count() == 8 and set(entries.values_list("strategy", flat=True)) == {strategy}
+    assert cycle.summary["by_strategy"][strategy]["n"] == 8
 
 
 @pytest.mark.django_db
@@ -422,7 +434,7 @@ def test_a_real_worker_runs_a_cycle_on_the_demo_and_the_labeler_gets_its_batch(a
 
     entries = list(QueueEntry.objects.filter(project=project, is_active=True).order_by("-priority"))
     assert len(entries) == 30 and [e.item_id for e in entries] == [row[0] for row in cycle.selection]
-    assert {e.strategy for e in entries} == {"entropy", "error_model", "random"}
+    assert {e.strategy for e in entries} == {"margin", "diversity", "random"}
     assert all(e.reason.startswith(f"cycle 1: {e.strategy} score") and e.score is not None for e in entries)
 
     labeler = users.get(username="labeler1")

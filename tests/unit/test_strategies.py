@@ -146,6 +146,14 @@ def test_error_model_is_seeded():
     np.testing.assert_array_equal(a, b)
 
 
+def test_error_model_scores_the_pool_in_chunks_with_the_same_result(monkeypatch):
+    lx, lp, ly = _error_data(5, n=120)
+    px, pp, _ = _error_data(6, n=50)
+    whole = st.error_model_scores(lx, lp, ly, px, pp, random_state=0)
+    monkeypatch.setattr(st, "ERROR_MODEL_CHUNK", 7)
+    np.testing.assert_allclose(st.error_model_scores(lx, lp, ly, px, pp, random_state=0), whole, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("all_wrong", [False, True])
 def test_error_model_degenerate_all_right_or_all_wrong_is_constant_without_warning(all_wrong):
     lx = np.array([[0.0], [1.0], [2.0]])

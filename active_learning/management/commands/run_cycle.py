@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=services.cycle_settings()["BATCH_SIZE"], help="Batch size")
         parser.add_argument("--trainer", choices=list(TRAINERS), help="Default: sklearn_logreg")
         parser.add_argument(
-            "--weights", default="", help="The mix's weights, e.g. entropy:0.6,error_model:0.25,random:0.15"
+            "--weights", default="", help="The mix's weights, e.g. margin:0.45,diversity:0.4,random:0.15"
         )
         parser.add_argument(
             "--review-top-k", action="store_true", help="Also send the confidently wrong training items to the SMEs"

@@ -1,0 +1,361 @@
+"""Active-learning simulator: replay labeling with an oracle to compare sampling strategies.
+
+Pure NumPy / scikit-learn plus a trainer from ``training.trainers``; no Django. The selection goes
+through :func:`active_learning.sampling.select_batch`, the same entry point real cycles use, so the
+simulator measures the code that runs in production.
+
+Protocol (:func:`simulate`):
+
+* one stratified split, seeded by ``split_seed`` and the same for every strategy and seed, puts
+  ``test_size`` of the data in a held-out test set; the rest is the pool;
+* per seed, ``initial`` pool items are drawn at random (one of every class first, so the first
+  model knows them all) — the same initial set for every strategy;
+* each round fits the trainer on the labeled set, records ``(labels, test accuracy)``, scores the
+  unlabeled pool (probabilities, and embeddings for the error model and diversity) and lets the
+  strategy pick the next batch, whose true labels (the oracle) join the labeled set; the run
+  stops once ``budget`` labels are in (that point is recorded too);
+* a model fit on the whole pool gives the "full-pool accuracy"; per strategy, the labels needed to
+  reach ``target_fraction`` (95 %) of it are read off the mean curve over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from threadpoolctl import threadpool_limits
+
+from training.trainers import get_trainer
+
+from .sampling import DEFAULT_MIX, STRATEGIES, Labeled, reduce_dim, select_batch
+
+__all__ = [
+    "TARGET_FRACTION",
+    "curve_summary",
+    "draw_initial",
+    "label_schedule",
+    "labels_to_reach",
+    "out_of_fold_proba",
+    "simulate",
+    "split_pool_test",
+    "write_json",
+    "write_png",
+]
+
+TARGET_FRACTION = 0.95
+CV_FOLDS = 5
+
+
+# ------------------------------------------------------------------------------------------------
+# Building blocks (also used by benchmarks/active_learning.py to run a library on the same splits)
+# ------------------------------------------------------------------------------------------------
+
+
+def split_pool_test(y, test_size: float = 0.3, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified ``(pool indices, test indices)`` into ``y`` ``(N,)``, both sorted."""
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must lie strictly between 0 and 1, got {test_size!r}")
+    y = np.asarray(y)
+    counts = np.unique(y, return_counts=True)[1]
+    if counts.min() < 2:
+        raise ValueError("every class needs at least 2 items for the stratified test split")
+    n_test = int(np.ceil(test_size * len(y)))
+    if n_test < counts.size or len(y) - n_test < counts.size:
+        raise ValueError(
+            f"a test_size of {test_size} leaves too few items to hold every one of the {counts.size} classes "
+            f"in both the test set and the pool ({len(y)} items)"
+        )
+    pool, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=random_state)
+    return np.sort(pool), np.sort(test)
+
+
+def draw_initial(y_pool, n: int, random_state) -> np.ndarray:
+    """``n`` indices into ``y_pool`` ``(P,)``: one random item of every class, then a plain random draw
+    from the rest; in random order. Needs ``n_classes <= n <= P``."""
+    y_pool = np.asarray(y_pool)
+    classes = np.unique(y_pool)
+    if not classes.size <= n <= len(y_pool):
+        raise ValueError(f"the initial set must hold between {classes.size} (one per class) and {len(y_pool)} items")
+    rng = np.random.default_rng(random_state)
+    one_per_class = np.array([rng.choice(np.flatnonzero(y_pool == c)) for c in classes])
+    rest = np.setdiff1d(np.arange(len(y_pool)), one_per_class)
+    more = rng.choice(rest, size=n - classes.size, replace=False)
+    return rng.permutation(np.concatenate([one_per_class, more])).astype(np.int64)
+
+
+def label_schedule(initial: int, batch: int, budget: int) -> list[int]:
+    """Label counts at which a model is fit: ``initial``, ``initial + batch``, ..., ending at ``budget``."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    if budget < initial:
+        raise ValueError(f"the budget ({budget}) must be at least the initial set ({initial})")
+    counts = list(range(initial, budget, batch))
+    return [*counts, budget]
+
+
+def out_of_fold_proba(make_model: Callable, X, y, n_classes: int, *, n_folds: int = CV_FOLDS, random_state=0):
+    """``(L, K)`` probabilities for the labeled set ``X`` ``(L, ...)``, ``y`` ``(L,)``, each row from a
+    model fit without it (K-fold, stratified when some class has at least ``n_folds`` items).
+
+    The error model must learn where the model fails on items it has not seen; in-sample
+    predictions are nearly always right. Rows of a fold whose training part holds fewer than two
+    classes keep the uniform guess ``1 / K`` (there is nothing to learn from)."""
+    y = np.asarray(y)
+    n_splits = min(n_folds, len(y))
+    stratify = np.bincount(y).max() >= n_splits
+    folds = (StratifiedKFold if stratify else KFold)(n_splits, shuffle=True, random_state=random_state)
+    with warnings.catch_warnings():
+        # Small labeled sets often hold fewer items of a class than folds; the split stays valid.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        splits = list(folds.split(np.zeros(len(y)), y))
+    out = np.full((len(y), n_classes), 1.0 / n_classes)
+    for train, held in splits:
+        if np.unique(y[train]).size >= 2:
+            out[held] = make_model().fit(X[train], y[train]).predict_proba(X[held])
+    return out
+
+
+def labels_to_reach(labels: Sequence[int], accuracy: Sequence[float], target: float) -> int | None:
+    """The first label count whose accuracy is at least ``target``; None if none is."""
+    for n, acc in zip(labels, accuracy, strict=True):
+        if acc >= target:
+            return int(n)
+    return None
+
+
+def curve_summary(labels: Sequence[int], per_seed, target_accuracy: float) -> dict:
+    """Mean, spread (std), min, max over seeds of ``per_seed`` ``(S, T)`` accuracies at ``labels``
+    ``(T,)``, and the labels the mean curve needs to reach ``target_accuracy``."""
+    acc = np.asarray(per_seed, dtype=float)
+    mean = acc.mean(axis=0)
+    return {
+        "labels": [int(n) for n in labels],
+        "mean": mean.tolist(),
+        "std": acc.std(axis=0).tolist(),
+        "min": acc.min(axis=0).tolist(),
+        "max": acc.max(axis=0).tolist(),
+        "per_seed": acc.tolist(),
+        "labels_to_target": labels_to_reach(labels, mean, target_accuracy),
+        "final_accuracy": float(mean[-1]),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# The simulation
+# ------------------------------------------------------------------------------------------------
+
+
+def _uses(strategy: str, weights, component: str) -> bool:
+    """Whether ``strategy`` (with mix ``weights``) draws on ``component``."""
+    if strategy == "mix":
+        return any(name == component and w > 0 for name, w in weights)
+    return strategy == component
+
+
+def _trainer_factory(trainer: str, X: np.ndarray, n_classes: int) -> Callable[[int], object]:
+    """``seed -> unfitted trainer`` with default hyperparameters."""
+    cls = get_trainer(trainer)
+    hyperparameters = {}
+    if trainer == "keras_cnn":
+        # The CNN reads (N, S, S) images at its image_size (the caller resizes); take S from the data.
+        if X.ndim != 3 or X.shape[1] != X.shape[2]:
+            raise ValueError(f"{trainer} needs square images: X of shape (N, S, S), got {X.shape}")
+        hyperparameters["image_size"] = X.shape[1]
+    cls(n_classes, **hyperparameters)  # fail now on bad hyperparameters, not after the first fits
+    return lambda seed: cls(n_classes, random_state=seed, **hyperparameters)
+
+
+def _accuracy(model, X, y) -> float:
+    return float((model.predict_proba(X).argmax(axis=1) == y).mean())
+
+
+def _run_one(make_model, X_pool, y_pool, X_test, y_test, *, start, schedule, strategy, seed, weights, n_classes):
+    """One learning curve: ``(test accuracies (T,), pool indices in labeling order (budget,))``."""
+    labeled = list(start)
+    is_labeled = np.zeros(len(y_pool), dtype=bool)
+    is_labeled[labeled] = True
+    needs_oof = _uses(strategy, weights, "error_model")
+    needs_labeled = needs_oof or _uses(strategy, weights, "diversity")
+    accuracies = []
+    for round_index, n_labels in enumerate(schedule):
+        fit_on = np.asarray(labeled)
+        model = make_model(seed).fit(X_pool[fit_on], y_pool[fit_on])
+        accuracies.append(_accuracy(model, X_test, y_test))
+        if n_labels == schedule[-1]:
+            break
+        unlabeled = np.flatnonzero(~is_labeled)
+        pool_features = labeled_set = None
+        if needs_labeled:
+            pool_features = reduce_dim(model.embed(X_pool[unlabeled]))
+            # Diversity reads only the embeddings; only the error model needs out-of-fold proba.
+            if needs_oof:
+                proba = out_of_fold_proba(
+                    lambda: make_model(seed), X_pool[fit_on], y_pool[fit_on], n_classes, random_state=seed
+                )
+            else:
+                proba = model.predict_proba(X_pool[fit_on])
+            labeled_set = Labeled(reduce_dim(model.embed(X_pool[fit_on])), proba, y_pool[fit_on])
+        selection = select_batch(
+            strategy,
+            schedule[round_index + 1] - n_labels,
+            pool_proba=model.predict_proba(X_pool[unlabeled]),
+            pool_features=pool_features,
+            labeled=labeled_set,
+            weights=weights,
+            random_state=1000 * seed + round_index,  # differs per seed and round, same for every strategy
+        )
+        picks = unlabeled[selection.indices]
+        is_labeled[picks] = True
+        labeled.extend(picks.tolist())  # the oracle: y_pool[picks] are their true labels
+    return np.asarray(accuracies), np.asarray(labeled, dtype=np.int64)
+
+
+def simulate(
+    X,
+    y,
+    *,
+    strategies: Sequence[str] = STRATEGIES,
+    seeds: int | Sequence[int] = 5,
+    initial: int = 20,
+    batch: int = 20,
+    budget: int = 500,
+    trainer: str = "sklearn_logreg",
+    test_size: float = 0.3,
+    weights=DEFAULT_MIX,
+    split_seed: int = 0,
+    target_fraction: float = TARGET_FRACTION,
+    progress: Callable[[str, int, np.ndarray], None] | None = None,
+) -> dict:
+    """Learning curves of ``strategies`` on ``X`` ``(N, ...)`` float features (images or vectors) with
+    labels ``y`` ``(N,)`` of any kind (mapped to class indices ``0..K-1`` in sorted order).
+
+    ``seeds`` is a count (seeds ``0..seeds-1``) or the seeds themselves. ``progress(strategy, seed,
+    accuracies)`` is called after each curve. Raises ValueError with a message on bad input.
+
+    Returns a JSON-safe dict: the settings, ``classes``, ``n_pool``, ``n_test``, ``test_indices``
+    (into X), ``initial`` (per seed, indices into X), ``full_pool_accuracy``, ``target_accuracy``,
+    and ``strategies``: name -> :func:`curve_summary` plus ``labeled`` (per seed, indices into X in
+    labeling order) and ``seconds``.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    y_raw = np.asarray(y)
+    if X.ndim < 2 or y_raw.ndim != 1 or len(X) != len(y_raw):
+        raise ValueError(
+            f"X must have one row per item and y one label per item; got X of shape {X.shape}, y of shape {y_raw.shape}"
+        )
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or infinite values")
+    classes, y_all = np.unique(y_raw, return_inverse=True)
+    if classes.size < 2:
+        raise ValueError("y must hold at least two classes")
+    strategies = list(strategies)
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or not strategies:
+        named = ", ".join(unknown) or "(none given)"
+        raise ValueError(f"unknown strategy {named}; choose from {', '.join(STRATEGIES)}")
+    if len(set(strategies)) != len(strategies):
+        raise ValueError(f"a strategy is named twice in {', '.join(strategies)}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int | np.integer) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("at least one seed is needed")
+    weights = tuple((str(name), float(w)) for name, w in weights)
+    schedule = label_schedule(initial, batch, budget)
+    pool, test = split_pool_test(y_all, test_size, split_seed)
+    if budget > len(pool):
+        raise ValueError(f"the budget ({budget}) is larger than the pool ({len(pool)} items after the test split)")
+    n_classes = classes.size
+    make_model = _trainer_factory(trainer, X, n_classes)
+    X_pool, y_pool, X_test, y_test = X[pool], y_all[pool], X[test], y_all[test]
+    starts = {seed: draw_initial(y_pool, initial, seed) for seed in seed_list}
+
+    with threadpool_limits(limits=1):
+        # Hundreds of small fits: on a busy machine, BLAS threads spin-waiting for each other made
+        # them several times slower than one thread (digits, 2 shared cores: 16 s against 3 s).
+        full_pool_accuracy = _accuracy(make_model(split_seed).fit(X_pool, y_pool), X_test, y_test)
+        target_accuracy = target_fraction * full_pool_accuracy
+        curves = {}
+        for strategy in strategies:
+            started = time.perf_counter()
+            per_seed, orders = [], []
+            for seed in seed_list:
+                accuracies, order = _run_one(
+                    make_model,
+                    X_pool,
+                    y_pool,
+                    X_test,
+                    y_test,
+                    start=starts[seed],
+                    schedule=schedule,
+                    strategy=strategy,
+                    seed=seed,
+                    weights=weights,
+                    n_classes=n_classes,
+                )
+                per_seed.append(accuracies)
+                orders.append(pool[order].tolist())
+                if progress:
+                    progress(strategy, seed, accuracies)
+            curves[strategy] = {
+                **curve_summary(schedule, per_seed, target_accuracy),
+                "labeled": orders,
+                "seconds": time.perf_counter() - started,
+            }
+    return {
+        "trainer": trainer,
+        "classes": [str(c) for c in classes],
+        "seeds": seed_list,
+        "initial_size": initial,
+        "batch": batch,
+        "budget": budget,
+        "test_size": test_size,
+        "split_seed": split_seed,
+        "weights": [list(w) for w in weights],
+        "n_pool": len(pool),
+        "n_test": len(test),
+        "test_indices": test.tolist(),
+        "initial": [pool[starts[seed]].tolist() for seed in seed_list],
+        "full_pool_accuracy": full_pool_accuracy,
+        "target_fraction": target_fraction,
+        "target_accuracy": target_accuracy,
+        "strategies": curves,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+# ------------------------------------------------------------------------------------------------
+
+
+def write_json(result: dict, path) -> Path:
+    """Write ``result`` as indented JSON (no NaN) to ``path``, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def write_png(result: dict, path, title: str = "", dashed: Sequence[str] = ()) -> Path:
+    """The learning curves of ``result["strategies"]`` as a PNG: mean line, mean ± std band, and a
+    dashed line at the target accuracy. Curves named in ``dashed`` are drawn dashed, without a band
+    (for a reference that may lie right on top of another curve)."""
+    from .curve_png import learning_curves_png
+
+    series = [
+        {
+            "name": name,
+            "labels": c["labels"],
+            "mean": c["mean"],
+            "low": (np.asarray(c["mean"]) - np.asarray(c["std"])).tolist(),
+            "high": (np.asarray(c["mean"]) + np.asarray(c["std"])).tolist(),
+            "dashed": name in dashed,
+        }
+        for name, c in result["strategies"].items()
+    ]
+    target = result["target_accuracy"]
+    mark = f"{result['target_fraction']:.0%} of full-pool accuracy ({target:.3f})"
+    return learning_curves_png(path, series, target=target, target_label=mark, title=title)

@@ -1,0 +1,245 @@
+"""The active-learning simulator and its command: small, fast runs on a slice of the digits."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from active_learning.curve_png import nice_ticks
+from active_learning.simulation import (
+    curve_summary,
+    draw_initial,
+    label_schedule,
+    labels_to_reach,
+    out_of_fold_proba,
+    simulate,
+    split_pool_test,
+)
+
+STRATEGIES = ["random", "margin", "error_model", "diversity", "mix"]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The first 400 digits as (N, 8, 8) pixels in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images[:400] / 16.0).astype(np.float32), d.target[:400]
+
+
+@pytest.fixture(scope="module")
+def result(digits):
+    X, y = digits
+    return simulate(X, y, strategies=STRATEGIES, seeds=2, initial=10, batch=10, budget=40)
+
+
+def test_curves_have_one_point_per_round_for_every_strategy_and_seed(result):
+    assert list(result["strategies"]) == STRATEGIES
+    for curve in result["strategies"].values():
+        assert curve["labels"] == [10, 20, 30, 40]
+        for key in ("mean", "std", "min", "max"):
+            assert len(curve[key]) == 4
+        acc = np.asarray(curve["per_seed"])
+        assert acc.shape == (2, 4) and np.all((acc >= 0) & (acc <= 1))
+        np.testing.assert_allclose(curve["mean"], acc.mean(axis=0))
+        assert np.all(np.asarray(curve["min"]) <= curve["mean"]) and np.all(np.asarray(curve["max"]) >= curve["mean"])
+        assert curve["final_accuracy"] == curve["mean"][-1]
+        assert [len(order) for order in curve["labeled"]] == [40, 40]
+    assert 0.8 < result["full_pool_accuracy"] <= 1
+    assert result["target_accuracy"] == pytest.approx(0.95 * result["full_pool_accuracy"])
+
+
+def test_every_strategy_starts_from_the_same_initial_set_per_seed(result):
+    first, second = result["initial"]
+    assert len(first) == 10 and set(first) != set(second)
+    for curve in result["strategies"].values():
+        for seed, order in enumerate(curve["labeled"]):
+            assert order[:10] == result["initial"][seed]
+    # Same data, same model: the first point of every curve is the same.
+    firsts = {tuple(np.asarray(c["per_seed"])[:, 0]) for c in result["strategies"].values()}
+    assert len(firsts) == 1
+
+
+def test_the_test_set_never_enters_the_labeled_set(result):
+    test = set(result["test_indices"])
+    assert len(test) == result["n_test"] == 120 and result["n_pool"] == 280
+    for curve in result["strategies"].values():
+        for order in curve["labeled"]:
+            assert len(set(order)) == len(order)  # nothing labeled twice
+            assert not test & set(order)
+            assert all(0 <= i < 400 for i in order)
+
+
+def test_strategies_choose_differently(result):
+    orders = {name: tuple(c["labeled"][0]) for name, c in result["strategies"].items()}
+    assert len(set(orders.values())) == len(orders)
+
+
+def test_a_run_is_reproducible(digits):
+    X, y = digits
+    args = {"strategies": ["mix"], "seeds": [1], "initial": 10, "batch": 15, "budget": 25}
+    a, b = simulate(X, y, **args), simulate(X, y, **args)
+    assert a["strategies"]["mix"]["labeled"] == b["strategies"]["mix"]["labeled"]
+    assert a["strategies"]["mix"]["per_seed"] == b["strategies"]["mix"]["per_seed"]
+    assert a["strategies"]["mix"]["labels"] == [10, 25]
+
+
+def test_labels_to_reach_reads_the_first_point_at_or_above_the_target():
+    labels, accuracy = [10, 20, 30, 40], [0.5, 0.8, 0.9, 0.95]
+    assert labels_to_reach(labels, accuracy, 0.9) == 30
+    assert labels_to_reach(labels, accuracy, 0.8) == 20
+    assert labels_to_reach(labels, accuracy, 0.96) is None
+    assert labels_to_reach(labels, [0.5, 0.9, 0.7, 0.8], 0.85) == 20
+
+
+def test_curve_summary_uses_the_mean_over_seeds():
+    summary = curve_summary([10, 20], [[0.5, 0.9], [0.7, 0.8]], target_accuracy=0.85)
+    np.testing.assert_allclose(summary["mean"], [0.6, 0.85])
+    np.testing.assert_allclose(summary["std"], [0.1, 0.05])
+    assert summary["min"] == [0.5, 0.8] and summary["max"] == [0.7, 0.9]
+    assert summary["labels_to_target"] == 20  # neither seed alone decides: the mean reaches 0.85
+    assert curve_summary([10, 20], [[0.5, 0.9], [0.7, 0.7]], 0.85)["labels_to_target"] is None
+
+
+def test_plot_ticks_are_round_and_cover_the_data():
+    assert nice_ticks(0, 500, 8) == [0, 100, 200, 300, 400, 500]
+    assert nice_ticks(0.47, 0.97, 7) == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert nice_ticks(0.905, 0.968, 7) == [0.9, 0.92, 0.94, 0.96, 0.98]
+    assert nice_ticks(3, 3) == [3.0, 3.1, 3.2, 3.3]  # a flat curve still gets an axis
+
+
+def test_label_schedule_ends_at_the_budget():
+    assert label_schedule(20, 20, 100) == [20, 40, 60, 80, 100]
+    assert label_schedule(20, 30, 100) == [20, 50, 80, 100]
+    assert label_schedule(20, 20, 20) == [20]
+    assert len(label_schedule(20, 20, 500)) == 25
+    with pytest.raises(ValueError, match="budget"):
+        label_schedule(20, 20, 10)
+
+
+def test_initial_draw_covers_every_class_and_is_seeded():
+    y = np.repeat(np.arange(4), [2, 30, 30, 30])
+    first = draw_initial(y, 6, random_state=0)
+    assert len(set(first.tolist())) == 6 and set(y[first]) == {0, 1, 2, 3}
+    assert first.tolist() == draw_initial(y, 6, random_state=0).tolist()
+    assert first.tolist() != draw_initial(y, 6, random_state=1).tolist()
+    with pytest.raises(ValueError, match="between 4"):
+        draw_initial(y, 3, random_state=0)
+
+
+def test_split_is_stratified_and_fixed():
+    y = np.repeat([0, 1], [20, 80])
+    pool, test = split_pool_test(y, 0.3, random_state=0)
+    assert len(test) == 30 and not set(pool) & set(test) and len(pool) + len(test) == 100
+    assert (y[test] == 0).sum() == 6
+    again = split_pool_test(y, 0.3, random_state=0)
+    assert again[1].tolist() == test.tolist()
+
+
+class _RemembersWhatItSaw:
+    """Predicts class 0 for a row it was trained on and class 1 for any other (rows carry an id)."""
+
+    def fit(self, X, y):
+        self.seen = set(X[:, 0].tolist())
+        return self
+
+    def predict_proba(self, X):
+        saw = np.array([i in self.seen for i in X[:, 0].tolist()])
+        return np.column_stack([saw, ~saw]).astype(float)
+
+
+def test_out_of_fold_rows_come_from_models_that_never_saw_them():
+    X = np.arange(23, dtype=float)[:, None]
+    y = np.arange(23) % 2
+    proba = out_of_fold_proba(_RemembersWhatItSaw, X, y, 2)
+    assert proba.shape == (23, 2) and np.all(proba[:, 1] == 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strategies": ["coreset"]}, "unknown strategy coreset"),
+        ({"strategies": ["margin", "margin"]}, "named twice"),
+        ({"budget": 5}, "budget \\(5\\) must be at least the initial set \\(10\\)"),
+        ({"initial": 5}, "between 10 \\(one per class\\)"),
+        ({"budget": 300}, "larger than the pool \\(280"),
+        ({"test_size": 1.5}, "test_size"),
+        ({"trainer": "svm"}, "unknown trainer"),
+        ({"seeds": 0}, "at least one seed"),
+    ],
+)
+def test_simulate_rejects_bad_settings(digits, kwargs, message):
+    X, y = digits
+    args = {"strategies": ["random"], "seeds": 1, "initial": 10, "batch": 10, "budget": 20, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        simulate(X, y, **args)
+
+
+def test_simulate_rejects_bad_data(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="one label per item"):
+        simulate(X, y[:-1], initial=10, budget=20)
+    with pytest.raises(ValueError, match="at least two classes"):
+        simulate(X, np.zeros(len(X)), initial=10, budget=20)
+    with pytest.raises(ValueError, match="at least 2 items"):
+        simulate(X, np.r_[y[:-1], 99], initial=11, budget=20)
+    with pytest.raises(ValueError, match="NaN"):
+        simulate(np.full_like(X, np.nan), y, initial=10, budget=20)
+
+
+def _run_command(*args):
+    out = io.StringIO()
+    call_command("simulate_al", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_command_writes_curves_json_and_a_png_and_prints_the_table(digits, tmp_path):
+    X, y = digits
+    data = tmp_path / "named.npz"
+    np.savez(data, X=X.reshape(len(X), -1), y=np.array([f"digit-{d}" for d in y]))
+    out_dir = tmp_path / "out"
+    text = _run_command(
+        "--dataset", str(data), "--strategies", "random,margin", "--seeds", "1",
+        "--initial", "10", "--batch", "10", "--budget", "30", "--out", str(out_dir),
+    )  # fmt: skip
+    curves = json.loads((out_dir / "curves.json").read_text())
+    assert list(curves["strategies"]) == ["random", "margin"]
+    assert curves["classes"][:2] == ["digit-0", "digit-1"] and curves["dataset"] == str(data)
+    assert curves["strategies"]["margin"]["labels"] == [10, 20, 30]
+    with Image.open(out_dir / "learning_curves.png") as png:
+        assert png.format == "PNG" and png.size == (960, 560)
+        colors = png.convert("RGB").getcolors(png.width * png.height)
+        assert len(colors) > 20  # lines, bands and text, not a blank page
+    assert "labels to 95%" in text and "accuracy at 30" in text
+    for line in ("random", "margin"):
+        assert any(row.startswith(line) for row in text.splitlines())
+    assert f"curves: {out_dir / 'curves.json'}" in text and f"plot:   {out_dir / 'learning_curves.png'}" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "missing.npz"], "no such file"),
+        (["--dataset", "data.csv"], "must be 'digits' or a .npz"),
+        (["--dataset", "{no_y}"], "no array named y"),
+        (["--dataset", "{short_y}"], "X has 30 rows but y has 29"),
+        (["--dataset", "{garbage}"], "cannot read"),
+        (["--strategies", "random,coreset"], "unknown strategy coreset"),
+        (["--budget", "10", "--initial", "20"], "budget \\(10\\) must be at least the initial set \\(20\\)"),
+        (["--initial", "5"], "between 10 \\(one per class\\)"),
+        (["--initial", "2000", "--budget", "2000"], "larger than the pool \\(1257 items"),
+        (["--weights", "entropy:lots"], "--weights: the weight of entropy must be a number"),
+    ],
+)
+def test_command_bad_input_is_a_command_error_with_a_message(tmp_path, args, message):
+    files = {"no_y": tmp_path / "no_y.npz", "short_y": tmp_path / "short_y.npz", "garbage": tmp_path / "garbage.npz"}
+    np.savez(files["no_y"], X=np.zeros((30, 4)))
+    np.savez(files["short_y"], X=np.zeros((30, 4)), y=np.zeros(29))
+    files["garbage"].write_bytes(b"not a zip file")
+    args = [a.format(**{k: str(v) for k, v in files.items()}) for a in args]
+    with pytest.raises(CommandError, match=message):
+        _run_command("--strategies", "random", "--seeds", "1", "--out", str(tmp_path / "out"), *args)
