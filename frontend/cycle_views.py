@@ -18,12 +18,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from active_learning import sampling, services
 from active_learning.models import STRATEGY_CHOICES, Cycle, CycleSelection
-from annotation.access import STAFF_ROLES, require_role, role_in
-from annotation.models import Annotation, Project, Role
+from annotation.models import Annotation, Role
 from training.services import trainer_choices
 from training.trainers import TRAINERS
 
 from . import cycle_charts
+from .staff import page_context, staff_project
 
 # The four steps of a cycle as the progress bar names them (the stages between queued and done).
 STEPS = (
@@ -40,28 +40,10 @@ BATCH_FIELDS = ("position", "strategy", "score", "item__external_id", "item__thu
 MIX_PLACEHOLDER = ",".join(f"{name}:{weight:g}" for name, weight in sampling.DEFAULT_MIX)
 
 
-def _project(request, slug, roles=STAFF_ROLES):
-    """The project for a member holding one of ``roles`` (see annotation.access.require_role)."""
-    project = get_object_or_404(Project.objects.visible_to(request.user), slug=slug)
-    project.role = role_in(request.user, project)
-    require_role(project.role, roles)
-    return project
-
-
 def _cycle(project, number):
     return get_object_or_404(
         Cycle.objects.select_related("model_version__snapshot", "created_by"), project=project, number=number
     )
-
-
-def _common(project):
-    return {
-        "nav": "projects",
-        "project": project,
-        "role": project.role,
-        "role_label": Role(project.role).label if project.role else "",
-        "is_mle": project.role == Role.MLE,
-    }
 
 
 def _steps(cycle):
@@ -131,7 +113,7 @@ def _launch_form(post, config):
 @login_required
 @require_http_methods(["GET", "POST"])
 def cycle_list(request, slug):
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     config = services.cycle_settings()
     choices = trainer_choices(project)
     form = {
@@ -161,7 +143,7 @@ def cycle_list(request, slug):
         .order_by("-number")[:CYCLE_ROWS]
     ]
     context = {
-        **_common(project),
+        **page_context(project),
         "cycles": cycles,
         "active": next((c for c in cycles if c.is_active), None),
         "curve_chart": cycle_charts.learning_curve(services.learning_curve(project)),
@@ -184,7 +166,7 @@ def cycle_status(request, slug):
     """{"cycles": [{id, number, status, stage, stage_label, progress, steps, selected, accuracy,
     model, model_url, error}]} for the cycle ids in ``?ids=1,2`` (at most 50), or for every
     queued or running cycle."""
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     cycles = Cycle.objects.filter(project=project).select_related("model_version")
     ids = [int(part) for part in request.GET.get("ids", "").split(",") if part.strip().isdigit()][:STATUS_IDS]
     cycles = cycles.filter(pk__in=ids) if ids else cycles.filter(status__in=Cycle.ACTIVE)
@@ -222,7 +204,7 @@ def _strategy_rows(cycle, labeled_by_strategy):
 @login_required
 @require_GET
 def cycle_detail(request, slug, number):
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     cycle = _with_progress(project, _cycle(project, number))
     selections = _labeled_selections(cycle)
     labeled_by_strategy = {
@@ -235,7 +217,7 @@ def cycle_detail(request, slug, number):
     ).get_page(request.GET.get("page"))
     timings = cycle.timings or {}
     context = {
-        **_common(project),
+        **page_context(project),
         "cycle": cycle,
         "summary": cycle.summary or {},
         "weights": [(name, weight) for name, weight in cycle.weights],
@@ -255,7 +237,7 @@ def cycle_detail(request, slug, number):
 @require_POST
 def cycle_cancel(request, slug, number):
     """Cancel a queued or running cycle (MLEs); back to the page the button was on."""
-    project = _project(request, slug, roles=(Role.MLE,))
+    project = staff_project(request, slug, roles=(Role.MLE,))
     cycle = _cycle(project, number)
     try:
         services.cancel(cycle, user=request.user)

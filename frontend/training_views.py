@@ -13,14 +13,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotation.access import STAFF_ROLES, require_role, role_in
-from annotation.models import Project, Role
+from annotation.models import Role
 from annotation.services.review import request_review
 from training import exports, plots, services
 from training.models import ModelExport, ModelVersion, Promotion
 from training.trainers import TRAINERS
 
 from . import charts
+from .staff import page_context, staff_project
 
 MODEL_ROWS = 100
 PROMOTION_ROWS = 10
@@ -42,35 +42,16 @@ def _gallery_title(title, split, kind, cross_validated):
     return title.replace("Dev:", "Held-out folds:")
 
 
-def _project(request, slug, roles=STAFF_ROLES):
-    """The project for a member holding one of ``roles`` (see annotation.access.require_role)."""
-    project = get_object_or_404(Project.objects.visible_to(request.user), slug=slug)
-    role = role_in(request.user, project)
-    require_role(role, roles)
-    project.role = role
-    return project
-
-
 def _version(project, model_id):
     return get_object_or_404(
         ModelVersion.objects.select_related("snapshot", "created_by"), project=project, short_id=model_id
     )
 
 
-def _common(request, project):
-    return {
-        "nav": "projects",
-        "project": project,
-        "role": project.role,
-        "role_label": Role(project.role).label if project.role else "",
-        "is_mle": project.role == Role.MLE,
-    }
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def model_list(request, slug):
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     choices = services.trainer_choices(project)
     form_error = None
     if request.method == "POST":
@@ -105,7 +86,7 @@ def model_list(request, slug):
         .order_by("-at", "-pk")[:PROMOTION_ROWS]
     )
     context = {
-        **_common(request, project),
+        **page_context(project),
         "versions": versions,
         "current": next((v for v in versions if v.is_promoted), None),
         "promotions": promotions,
@@ -122,7 +103,7 @@ def model_list(request, slug):
 def model_status(request, slug):
     """{"models": [{id, status, stage, progress, epoch, epochs, error, accuracy}]} for the ids in
     ``?ids=a,b`` (at most 50), or for every version still training."""
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     versions = ModelVersion.objects.filter(project=project)
     ids = [part for part in request.GET.get("ids", "").split(",") if part.strip()][:STATUS_IDS]
     versions = versions.filter(short_id__in=ids) if ids else versions.filter(status=ModelVersion.Status.TRAINING)
@@ -191,10 +172,10 @@ def _pct(value):
 @login_required
 @require_GET
 def model_detail(request, slug, model_id):
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     version = _version(project, model_id)
     metrics = version.metrics or {}
-    context = {**_common(request, project), "version": version, "metrics": metrics}
+    context = {**page_context(project), "version": version, "metrics": metrics}
     if version.status == ModelVersion.Status.READY and metrics:
         ev = metrics.get("evaluation") or {}
         top_k = metrics.get("top_k") or {}
@@ -232,7 +213,7 @@ def model_detail(request, slug, model_id):
 
 
 def _action(request, slug, model_id, action):
-    project = _project(request, slug, roles=(Role.MLE,))
+    project = staff_project(request, slug, roles=(Role.MLE,))
     version = _version(project, model_id)
     try:
         record = action(version, user=request.user, note=request.POST.get("note", ""))
@@ -267,7 +248,7 @@ def model_rollback(request, slug, model_id):
 def model_review(request, slug, model_id):
     """Send one of the model's top-k lists to the SME queue. The ids come from the stored
     metrics, never from the client."""
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     version = _version(project, model_id)
     lists = {f"{split}-{kind.replace('_', '-')}": (split, kind, title) for split, kind, title, _ in TOP_K_LISTS}
     if request.POST.get("list") not in lists:
@@ -286,7 +267,7 @@ def model_review(request, slug, model_id):
 @require_POST
 def model_export(request, slug, model_id):
     """Queue a TFLite export (MLEs); the worker converts it and checks its parity."""
-    project = _project(request, slug, roles=(Role.MLE,))
+    project = staff_project(request, slug, roles=(Role.MLE,))
     version = _version(project, model_id)
     fmt = request.POST.get("quantize", "")
     try:
@@ -306,7 +287,7 @@ def _export(version, export_id):
 @require_POST
 def export_override(request, slug, model_id, export_id):
     """Accept a rejected export with a note (MLEs)."""
-    project = _project(request, slug, roles=(Role.MLE,))
+    project = staff_project(request, slug, roles=(Role.MLE,))
     version = _version(project, model_id)
     export = _export(version, export_id)
     try:
@@ -324,7 +305,7 @@ def export_download(request, slug, model_id, export_id):
     """The bundle (zip) of a ready export, for SMEs and MLEs of the project."""
     from training.api import download_response
 
-    project = _project(request, slug)
+    project = staff_project(request, slug)
     version = _version(project, model_id)
     export = _export(version, export_id)
     if export.status != ModelExport.Status.READY:

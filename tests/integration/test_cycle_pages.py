@@ -9,19 +9,9 @@ from django.urls import reverse
 from active_learning import services
 from active_learning.models import Cycle
 from annotation.models import Item, LabelClass
-from annotation.services import labeling
 from training.models import ModelVersion
 
-from .training_data import add_digit_items, label
-
-
-@pytest.fixture
-def al_project(project):
-    """60 gold-labelled digits (0-2) and 90 unlabelled ones; 54 of those are in the train split."""
-    add_digit_items(project, 60)
-    add_digit_items(project, 90, gold=False, start=60)
-    labeling.refresh_queue_state(project)
-    return project
+from .training_data import label
 
 
 @pytest.fixture

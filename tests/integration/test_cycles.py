@@ -14,16 +14,7 @@ from annotation.services import labeling
 from annotation.services.adjudication import send_back
 from training.models import ModelVersion
 
-from .training_data import add_digit_items, label
-
-
-@pytest.fixture
-def al_project(project):
-    """60 gold-labelled digits (0-2) and 90 unlabelled ones; 54 of those are in the train split."""
-    add_digit_items(project, 60)
-    add_digit_items(project, 90, gold=False, start=60)
-    labeling.refresh_queue_state(project)
-    return project
+from .training_data import label
 
 
 class NoGoldDraw:
@@ -31,6 +22,14 @@ class NoGoldDraw:
 
     def random(self):
         return 0.999
+
+
+class Killed(BaseException):
+    """The worker dies mid-step: no Python cleanup runs after it, as with SIGKILL."""
+
+
+def die(*args, **kwargs):
+    raise Killed
 
 
 def launch(project, user=None, **kwargs):
@@ -141,31 +140,25 @@ def test_cancel_while_training_stops_the_model_too(al_project, mle):
 def test_a_worker_killed_while_writing_the_queue_leaves_it_untouched_and_the_redelivery_finishes(
     al_project, mle, monkeypatch
 ):
-    """The worker dies (no Python cleanup, as with SIGKILL) after the entries are inserted but
-    before the transaction commits: nothing of the batch is in the queue, and the redelivered
-    step writes all of it."""
+    """The worker dies after the new entries are inserted and the last cycle's entries retired, but
+    before the transaction commits: the queue is exactly as it was, and the redelivered step
+    writes the whole batch."""
+    run_steps(launch(al_project, mle, strategy="random", batch_size=5))
     cycle = run_steps(launch(al_project, mle), ("train", "score", "select"))
-    before = list(QueueEntry.objects.values_list("pk", "is_active"))
-
-    class Killed(BaseException):
-        pass
-
-    real_bulk_create = CycleSelection.objects.bulk_create
-
-    def die(*args, **kwargs):
-        raise Killed
+    before = list(QueueEntry.objects.order_by("pk").values_list("pk", "item_id", "is_active", "priority"))
+    assert len(before) == 5 and all(active for _, _, active, _ in before)
 
     with monkeypatch.context() as patch:
         patch.setattr(CycleSelection.objects, "bulk_create", die)
         with pytest.raises(Killed):
             services.queue_step(cycle.pk)
-    assert list(QueueEntry.objects.values_list("pk", "is_active")) == before
+    assert list(QueueEntry.objects.order_by("pk").values_list("pk", "item_id", "is_active", "priority")) == before
     cycle.refresh_from_db()
-    assert cycle.status == "running" and cycle.stage == "queueing"
-    assert CycleSelection.objects.bulk_create == real_bulk_create
+    assert cycle.status == "running" and cycle.stage == "queueing" and not cycle.selections.exists()
 
     assert services.queue_step(cycle.pk) == "done"  # the redelivery
     cycle.refresh_from_db()
+    assert cycle.summary["superseded_entries"] == 5
     assert QueueEntry.objects.filter(is_active=True).count() == 12 and cycle.attempts == 5
 
 
@@ -174,12 +167,6 @@ def test_a_worker_killed_while_training_is_resumed_by_the_redelivery(al_project,
     from training.trainers import SklearnLogReg
 
     cycle = launch(al_project, mle)
-
-    class Killed(BaseException):
-        pass
-
-    def die(*args, **kwargs):
-        raise Killed
 
     with monkeypatch.context() as patch:
         patch.setattr(SklearnLogReg, "fit", die)
@@ -194,12 +181,6 @@ def test_a_worker_killed_while_training_is_resumed_by_the_redelivery(al_project,
 @pytest.mark.django_db
 def test_a_worker_killed_while_scoring_is_resumed_by_the_redelivery(al_project, mle, monkeypatch):
     cycle = run_steps(launch(al_project, mle), ("train",))
-
-    class Killed(BaseException):
-        pass
-
-    def die(*args, **kwargs):
-        raise Killed
 
     with monkeypatch.context() as patch:
         patch.setattr(services.training, "read_inputs", die)

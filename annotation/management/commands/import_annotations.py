@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.crowd_parse import parse_delimiter
 from annotation.errors import DomainError
-from annotation.models import Project
+from annotation.management.lookup import project_named
 from annotation.services.annotation_import import import_annotations
 
 
@@ -47,9 +47,7 @@ class Command(BaseCommand):
             delimiter = parse_delimiter(opts["delimiter"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        project = Project.objects.filter(slug=opts["project"]).first()
-        if project is None:
-            raise CommandError(f"no project with slug {opts['project']!r}")
+        project = project_named(opts["project"])
         try:
             batch = import_annotations(
                 project,

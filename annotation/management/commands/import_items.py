@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.errors import ImportRejected
-from annotation.models import Project
+from annotation.management.lookup import project_named
 from annotation.services.item_import import import_items
 
 
@@ -17,9 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--show-errors", type=int, default=20, help="How many row errors to print")
 
     def handle(self, *args, **opts):
-        project = Project.objects.filter(slug=opts["project"]).first()
-        if project is None:
-            raise CommandError(f"no project with slug {opts['project']!r}")
+        project = project_named(opts["project"])
         try:
             batch = import_items(project, opts["path"])
         except ImportRejected as exc:

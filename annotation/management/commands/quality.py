@@ -1,8 +1,8 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from annotation.models import Project
+from annotation.management.lookup import project_named
 from annotation.services.quality import QualityStatus, compute_quality_report, fingerprint
 
 
@@ -25,12 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON, as the API returns it")
 
     def handle(self, *args, **opts):
-        key = opts["project"]
-        project = Project.objects.filter(slug=key).first()
-        if project is None and key.isdigit():
-            project = Project.objects.filter(pk=int(key)).first()
-        if project is None:
-            raise CommandError(f"no project with slug {key!r}")
+        project = project_named(opts["project"])
         current = fingerprint(project)
         report = compute_quality_report(project, current)
         payload = QualityStatus(report, current, stale=False, refresh_queued=False, computed_inline=True).payload()

@@ -1,6 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from annotation.models import Project
+from annotation.management.lookup import project_named
 from annotation.services.labeling import refresh_queue_state
 
 
@@ -14,9 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("project", help="Project slug")
 
     def handle(self, *args, **opts):
-        project = Project.objects.filter(slug=opts["project"]).first()
-        if project is None:
-            raise CommandError(f"no project with slug {opts['project']!r}")
+        project = project_named(opts["project"])
         changed = refresh_queue_state(project)
         self.stdout.write(
             f"{project.slug}: {changed['closed']} item(s) now have all their labels, {changed['opened']} need more."

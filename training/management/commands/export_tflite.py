@@ -2,9 +2,9 @@ import json
 import shutil
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from annotation.management.lookup import user_named
 from training import exports
 from training.models import ModelExport, ModelVersion
 from training.services import TrainingError
@@ -27,11 +27,7 @@ class Command(BaseCommand):
         version = ModelVersion.objects.select_related("snapshot").filter(short_id=opts["model_id"]).first()
         if version is None:
             raise CommandError(f"no model version {opts['model_id']!r}")
-        user = None
-        if opts["user"]:
-            user = get_user_model().objects.filter(username=opts["user"]).first()
-            if user is None:
-                raise CommandError(f"no user {opts['user']!r}")
+        user = user_named(opts["user"])
         try:
             export = exports.start_export(version, opts["quantize"], user=user, queue_task=False)
         except TrainingError as exc:

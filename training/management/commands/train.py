@@ -1,9 +1,8 @@
 import json
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.models import Project
+from annotation.management.lookup import project_named, user_named
 from training import services
 from training.models import ModelVersion
 from training.trainers import TRAINERS
@@ -38,17 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="Username recorded as the version's creator")
 
     def handle(self, *args, **opts):
-        key = opts["project"]
-        project = Project.objects.filter(slug=key).first()
-        if project is None and key.isdigit():
-            project = Project.objects.filter(pk=int(key)).first()
-        if project is None:
-            raise CommandError(f"no project with slug {key!r}")
-        user = None
-        if opts["user"]:
-            user = get_user_model().objects.filter(username=opts["user"]).first()
-            if user is None:
-                raise CommandError(f"no user {opts['user']!r}")
+        project = project_named(opts["project"])
+        user = user_named(opts["user"])
         policy = {}
         if opts["consensus"]:
             policy["consensus"] = opts["consensus"]
