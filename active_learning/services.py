@@ -311,7 +311,7 @@ def _run(step: Step | None, body) -> str | None:
         return None
     except Exception as exc:
         logger.exception("cycle %s failed while %s", step.cycle.pk, step.cycle.stage)
-        step.fail(f"{step.cycle.get_stage_display()} failed: {training._readable(exc)}")
+        step.fail(f"{step.cycle.get_stage_display()} failed: {training.readable_error(exc)}")
         _remove_scores(step.cycle)
         return Cycle.Status.FAILED
 

@@ -23,11 +23,11 @@ from annotation.models import LabelClass
 from .models import ModelExport, ModelVersion, SnapshotLabel
 from .services import (
     TrainingError,
-    _readable,
     artifact_root,
     load_dataset,
     load_model,
     queue_or_fail,
+    readable_error,
     stored_file,
     training_settings,
 )
@@ -147,7 +147,7 @@ def run_export(export_id: int) -> str | None:
         logger.exception("export %s of model %s failed", export_id, export.model_version.short_id)
         if path is not None:
             path.unlink(missing_ok=True)
-        mine.update(status=ModelExport.Status.FAILED, error=_readable(exc), finished_at=timezone.now())
+        mine.update(status=ModelExport.Status.FAILED, error=readable_error(exc), finished_at=timezone.now())
         return ModelExport.Status.FAILED
 
 

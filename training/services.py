@@ -653,7 +653,7 @@ def claim(version_id: int) -> Run | None:
     return Run(version, token)
 
 
-def _readable(exc: BaseException) -> str:
+def readable_error(exc: BaseException) -> str:
     if isinstance(exc, DomainError):
         text = exc.message
     elif isinstance(exc, ValueError | MemoryError):
@@ -681,7 +681,7 @@ def run_training(version_id: int) -> str | None:
         logger.exception("training of model version %s (%s) failed", version.short_id, version.trainer)
         run._mine().update(
             status=ModelVersion.Status.FAILED,
-            error=_readable(exc),
+            error=readable_error(exc),
             finished_at=timezone.now(),
             heartbeat_at=timezone.now(),
             timings=run.timings,
@@ -919,7 +919,7 @@ def _previous_baseline(version, data, names_ids, eval_rows):
         block.update(accuracy=M.accuracy(truth, predicted), n=len(eval_rows))
     except Exception as exc:
         logger.exception("could not score the previous model %s", previous.short_id)
-        block["error"] = _readable(exc)
+        block["error"] = readable_error(exc)
     return block
 
 
