@@ -9,27 +9,17 @@ from django.db.models import Prefetch
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access import STAFF_ROLES, project_for
+from annotation.api.errors import api_error
 from annotation.models import Role
 from training.trainers import TRAINERS
 
 from . import sampling, services
 from .models import Cycle, CycleSelection
-
-
-class ConflictError(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "A cycle of this project is still running."
-    default_code = "conflict"
-
-
-def _api_error(exc: services.CycleError):
-    body = {exc.field or "non_field_errors": [exc.message]}
-    return ConflictError(body) if isinstance(exc, services.CycleConflict) else ValidationError(body)
 
 
 # A pattern, not an enum: spectacular would merge enums named "status" across the schema.
@@ -130,7 +120,7 @@ class ProjectCycles(generics.ListCreateAPIView):
                 user=request.user,
             )
         except services.CycleError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         return Response(self.get_serializer(_cycles().get(pk=cycle.pk)).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -158,5 +148,5 @@ class CycleCancel(APIView):
         try:
             services.cancel(cycle, user=request.user)
         except services.CycleError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         return Response(CycleSerializer(_cycles().get(pk=cycle.pk), context={"request": request}).data)

@@ -37,13 +37,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
+from annotation import errors
 from annotation.access import acting_user
 from annotation.errors import DomainError
 from annotation.models import Annotation, GoldLabel, Item, Project, QueueEntry, Split
 from annotation.services.review import request_review
 from training import services as training
 from training.models import ModelVersion, SnapshotLabel
-from training.trainers import TRAINERS, Trainer
+from training.trainers import atomic_write
 
 from . import sampling
 from .models import Cycle, CycleSelection
@@ -76,7 +77,7 @@ class CycleError(DomainError):
     """A cycle request the domain refuses (bad strategy, batch size, trainer...)."""
 
 
-class CycleConflict(CycleError):
+class CycleConflict(CycleError, errors.Conflict):
     """The project already has a cycle running, or the cycle is not in a state that allows this."""
 
 
@@ -94,40 +95,27 @@ def cycle_settings() -> dict:
 
 
 def check_request(project, *, strategy, batch_size, trainer, weights) -> dict:
-    """The cycle's checked settings, or CycleError naming the field."""
+    """The cycle's checked settings, or CycleError naming the field. ``weights`` is the mix's
+    ``"name:weight,..."`` text (see sampling.parse_weights); None or "" for the default."""
     config = cycle_settings()
     if strategy not in sampling.STRATEGIES:
         raise CycleError(f"unknown strategy {strategy!r}; choose one of {', '.join(sampling.STRATEGIES)}", "strategy")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= config["MAX_BATCH"]:
         raise CycleError(f"batch size must be a whole number from 1 to {config['MAX_BATCH']}", "batch_size")
     trainer = trainer or config["TRAINER"]
-    if trainer not in TRAINERS:
-        raise CycleError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}", "trainer")
-    if project.data_kind not in TRAINERS[trainer].data_kinds:
-        raise CycleError(f"{trainer} does not train on {project.data_kind} projects", "trainer")
-    if project.task_type != "single_label":
-        raise CycleError("active learning covers single-label projects for now", "strategy")
+    try:
+        training.check_trainer(project, trainer)
+    except training.TrainingError as exc:
+        raise CycleError(exc.message, exc.field) from exc
     pairs = []
     if strategy == "mix":
         try:
-            pairs = sampling.parse_weights(weights if isinstance(weights, str) else _weights_text(weights))
+            pairs = sampling.parse_weights(weights)
         except ValueError as exc:
             raise CycleError(str(exc), "weights") from exc
     elif weights:
         raise CycleError("weights are for the mix strategy only", "weights")
     return {"strategy": strategy, "batch_size": batch_size, "trainer": trainer, "weights": [list(p) for p in pairs]}
-
-
-def _weights_text(weights) -> str:
-    """[[name, weight], ...] or {name: weight} -> 'name:weight,...' (parse_weights checks it)."""
-    if not weights:
-        return ""
-    if isinstance(weights, dict):
-        weights = list(weights.items())
-    try:
-        return ",".join(f"{name}:{weight}" for name, weight in weights)
-    except (TypeError, ValueError):
-        raise CycleError("weights must be name:weight pairs", "weights") from None
 
 
 def launch(
@@ -324,13 +312,8 @@ def train_step(cycle_id: int) -> str | None:
         cycle = step.cycle
         if cycle.model_version_id is None:
             with transaction.atomic():
-                version = ModelVersion.objects.create(
-                    project_id=cycle.project_id,
-                    trainer=cycle.trainer,
-                    hyperparameters=training.check_hyperparameters(cycle.trainer, {}),
-                    policy=training.check_policy(None),
-                    random_state=cycle.random_state,
-                    created_by=cycle.created_by,
+                version = training.create_version(
+                    cycle.project, trainer=cycle.trainer, user=cycle.created_by, random_state=cycle.random_state
                 )
                 step.write(model_version=version)
         else:
@@ -349,24 +332,29 @@ def train_step(cycle_id: int) -> str | None:
     return _run(step, body)
 
 
+def _unlabeled(project):
+    """The project's items a cycle may queue: not finished, no current label, and not held by a
+    queue entry of another kind (an SME's send-back)."""
+    current = Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
+    held = QueueEntry.objects.filter(item=OuterRef("pk"), is_active=True, cycle_selection__isnull=True)
+    return Item.objects.filter(project=project, queue_done=False).exclude(Exists(current)).exclude(Exists(held))
+
+
 def pool_items(project, version: ModelVersion):
     """Ids of the unlabeled pool (see the module docstring), in id order."""
-    current = Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
     gold = GoldLabel.objects.filter(item=OuterRef("pk"))
-    held = QueueEntry.objects.filter(item=OuterRef("pk"), is_active=True, cycle_selection__isnull=True)
     snapshot = SnapshotLabel.objects.filter(item=OuterRef("pk"), snapshot_id=version.snapshot_id)
     return (
-        Item.objects.filter(project=project, split=Split.TRAIN, queue_done=False)
-        .exclude(Exists(current))
+        _unlabeled(project)
+        .filter(split=Split.TRAIN)
         .exclude(Exists(gold))
-        .exclude(Exists(held))
         .exclude(Exists(snapshot))
         .order_by("pk")
         .values_list("pk", flat=True)
     )
 
 
-def _predict(model, item_ids, data_kind, random_state, step=None, offset=0.0, share=1.0):
+def _predict(model, item_ids, data_kind, random_state, step):
     """(proba (N, K), embedding (N, <= 256) float32) of the items, a chunk at a time."""
     chunk = int(cycle_settings()["SCORE_CHUNK"])
     probas, embeddings = [], []
@@ -374,8 +362,7 @@ def _predict(model, item_ids, data_kind, random_state, step=None, offset=0.0, sh
         inputs = training.read_inputs(item_ids[start : start + chunk], data_kind, model.image_size)
         probas.append(model.predict_proba(inputs))
         embeddings.append(sampling.reduce_dim(model.embed(inputs), random_state=random_state))
-        if step is not None:
-            step.advance(offset + share * min(start + chunk, len(item_ids)) / len(item_ids))
+        step.advance(min(start + chunk, len(item_ids)) / len(item_ids))
     if not probas:
         return np.zeros((0, model.n_classes)), np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(probas), np.concatenate(embeddings)
@@ -416,21 +403,20 @@ def score_step(cycle_id: int) -> str | None:
         if centers.size > max_centers:
             centers = np.sort(np.random.default_rng(seed).choice(centers, max_centers, replace=False))
 
-        total = max(len(pool) + len(oos_ids) + len(centers), 1)
-        _, oos_features = _predict(model, oos_ids, project.data_kind, seed, step, 0.0, len(oos_ids) / total)
-        _, center_features = _predict(
-            model, centers, project.data_kind, seed, step, len(oos_ids) / total, len(centers) / total
-        )
-        pool_proba, pool_features = _predict(
-            model, pool, project.data_kind, seed, step, (len(oos_ids) + len(centers)) / total, len(pool) / total
-        )
+        # One pass over the images: each labeled item once (the out-of-sample rows are labeled
+        # items too), then the pool.
+        labeled_ids = np.union1d(oos_ids, centers)
+        proba, features = _predict(model, np.concatenate([labeled_ids, pool]), project.data_kind, seed, step)
+        oos_features = features[np.searchsorted(labeled_ids, oos_ids)]
+        center_features = features[np.searchsorted(labeled_ids, centers)]
+        pool_proba, pool_features = proba[len(labeled_ids) :], features[len(labeled_ids) :]
         path = scores_path(cycle)
         arrays = {
             "pool_ids": pool, "pool_proba": pool_proba, "pool_features": pool_features, "labeled_ids": oos_ids,
             "labeled_proba": oos_proba, "labeled_y": oos_y, "labeled_features": oos_features,
             "center_features": center_features,
         }  # fmt: skip
-        Trainer._atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
         step.finish(Cycle.Stage.SELECTING, pool_size=len(pool))
         return Cycle.Stage.SELECTING
 
@@ -491,6 +477,10 @@ def queue_step(cycle_id: int) -> str | None:
     return _run(step, body)
 
 
+# The chain's steps in order: tasks.py queues them; ``run_cycle --sync`` runs them in-process.
+STEPS = (train_step, score_step, select_step, queue_step)
+
+
 def write_batch(cycle: Cycle) -> dict:
     """The queue entries and selection rows of the cycle's batch (call inside its transaction).
 
@@ -498,14 +488,7 @@ def write_batch(cycle: Cycle) -> dict:
     model chose it); items labeled, finished or sent back since they were scored are skipped."""
     project = cycle.project
     wanted = [int(row[0]) for row in cycle.selection]
-    current = Annotation.objects.filter(item=OuterRef("pk"), is_current=True)
-    held = QueueEntry.objects.filter(item=OuterRef("pk"), is_active=True, cycle_selection__isnull=True)
-    open_ids = set(
-        Item.objects.filter(project=project, pk__in=wanted, queue_done=False)
-        .exclude(Exists(current))
-        .exclude(Exists(held))
-        .values_list("pk", flat=True)
-    )
+    open_ids = set(_unlabeled(project).filter(pk__in=wanted).values_list("pk", flat=True))
     superseded = QueueEntry.objects.filter(project=project, is_active=True, cycle_selection__isnull=False).update(
         is_active=False
     )

@@ -7,5 +7,13 @@ class DomainError(Exception):
         self.field = field
 
 
+class NotFound(DomainError):
+    """The thing named in the URL is not the requester's (answered 404)."""
+
+
+class Conflict(DomainError):
+    """The request was valid but the state does not allow it, or moved on (answered 409)."""
+
+
 class ImportRejected(DomainError):
     """A whole import refused before anything was written (empty file, too big, wrong kind)."""

@@ -206,7 +206,6 @@ def main():
     total = time.perf_counter() - started
 
     curves, budget = result["strategies"], result["budget"]
-    # Same model, same initial sets: the library's first point must equal Concord's.
     # Same model, same initial sets: the library's first point must equal Concord's; and where the
     # scores are the same measure, whole curves should match (only ties could part them).
     first_points_agree = np.allclose(

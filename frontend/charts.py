@@ -16,7 +16,7 @@ import math
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-__all__ = ["grouped_bars", "heatmap", "interval_bar"]
+__all__ = ["grouped_bars", "heatmap", "interval_bar", "learning_curve", "reliability_diagram"]
 
 # concord.css's palette.
 TEXT = "#1d2433"
@@ -200,19 +200,30 @@ def heatmap(shares, labels, *, counts=None, title="", row_title="", col_title=""
     return _svg(width, height, title or "heatmap", parts, "chart chart--heatmap")
 
 
-def _text(x, y, text, *, anchor="start", fill=TEXT, size=12, weight=None, tip=None) -> SafeString:
+def _text(x, y, text, *, anchor="start", fill=TEXT, size=12, weight=None, tip=None, rotate=False) -> SafeString:
+    """Escaped text at (x, y); ``rotate`` turns it a quarter counter-clockwise about that point
+    (a y axis title)."""
     weight_attr = format_html(' font-weight="{}"', weight) if weight else ""
+    rotate_attr = format_html(' transform="rotate(-90 {} {})"', _f(x), _f(y)) if rotate else ""
     tip_el = format_html("<title>{}</title>", tip) if tip is not None and str(tip) != str(text) else ""
     return format_html(
-        '<text x="{}" y="{}" text-anchor="{}" fill="{}" font-size="{}"{}>{}{}</text>',
+        '<text x="{}" y="{}" text-anchor="{}" fill="{}" font-size="{}"{}{}>{}{}</text>',
         _f(x),
         _f(y),
         anchor,
         fill,
         size,
         weight_attr,
+        rotate_attr,
         text,
         tip_el,
+    )
+
+
+def _line(x1, y1, x2, y2, colour, dashed=False) -> SafeString:
+    dash = mark_safe(' stroke-dasharray="4 3"') if dashed else ""
+    return format_html(
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}"{}/>', _f(x1), _f(y1), _f(x2), _f(y2), colour, dash
     )
 
 
@@ -368,3 +379,184 @@ def interval_bar(value, low=None, high=None, *, reference=None, width=128, heigh
     )
     parts.append(format_html("<title>{}</title>", tip))
     return _svg(width, height, tip, parts, "chart chart--interval")
+
+
+# --------------------------------------------------------------------------------------------
+# Calibration (a model's reliability diagram)
+# --------------------------------------------------------------------------------------------
+
+
+def reliability_diagram(bins: dict, *, ece=None, title="Calibration", size=320) -> SafeString:
+    """Accuracy against confidence per bin: a bar per non-empty bin (its width is the bin, its
+    height the share correct), a dot at the bin's mean confidence, and the diagonal a perfectly
+    calibrated model would follow. Bar shade grows with the bin's share of the items.
+
+    ``bins`` is the stored ``calibration`` block: lists ``lower``, ``upper``, ``count``,
+    ``confidence``, ``accuracy`` (None for an empty bin).
+    """
+    left, top, right, bottom = 46.0, 30.0, 14.0, 40.0
+    plot = float(size)
+    width, height = left + plot + right, top + plot + bottom
+
+    def x_of(v):
+        return left + plot * min(max(float(v), 0.0), 1.0)
+
+    def y_of(v):
+        return top + plot * (1.0 - min(max(float(v), 0.0), 1.0))
+
+    parts = [
+        format_html(
+            '<rect x="{}" y="{}" width="{}" height="{}" fill="{}" stroke="{}"/>',
+            _f(left),
+            _f(top),
+            _f(plot),
+            _f(plot),
+            SURFACE,
+            GRID,
+        )
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(_line(left, y_of(tick), left + plot, y_of(tick), GRID))
+        parts.append(_text(left - 6, y_of(tick) + 4, _f(tick), anchor="end", fill=TEXT_2, size=11))
+        parts.append(_text(x_of(tick), top + plot + 16, _f(tick), anchor="middle", fill=TEXT_2, size=11))
+    counts = [c if _is_number(c) else 0 for c in bins.get("count") or []]
+    total = sum(counts) or 1
+    for lower, upper, count, conf, acc in zip(
+        bins.get("lower") or [],
+        bins.get("upper") or [],
+        counts,
+        bins.get("confidence") or [],
+        bins.get("accuracy") or [],
+        strict=False,
+    ):
+        if not count or not _is_number(acc) or not _is_number(conf):
+            continue
+        share = count / total
+        x0, x1 = x_of(lower), x_of(upper)
+        tip = (
+            f"confidence {lower:.1f} to {upper:.1f}: {count:,} items ({share:.0%}), "
+            f"accuracy {acc:.1%}, mean confidence {conf:.1%}"
+        )
+        parts.append(
+            format_html(
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}" fill-opacity="{}" stroke="{}">'
+                "<title>{}</title></rect>",
+                _f(x0 + 1),
+                _f(y_of(acc)),
+                _f(max(x1 - x0 - 2, 1)),
+                _f(max(y_of(0) - y_of(acc), 0.5)),
+                ACCENT,
+                _f(0.25 + 0.65 * min(share * 3, 1.0)),
+                SURFACE,
+                tip,
+            )
+        )
+        parts.append(
+            format_html(
+                '<circle cx="{}" cy="{}" r="3" fill="{}" stroke="{}"><title>{}</title></circle>',
+                _f(x_of(conf)),
+                _f(y_of(acc)),
+                BAD,
+                SURFACE,
+                tip,
+            )
+        )
+    parts.append(_line(x_of(0), y_of(0), x_of(1), y_of(1), MUTED, dashed=True))
+    axis = "confidence (top-class probability)"
+    parts.append(_text(left + plot / 2, height - 6, axis, anchor="middle", fill=TEXT_2, size=11))
+    parts.append(_text(14, top + plot / 2, "accuracy", anchor="middle", fill=TEXT_2, size=11, rotate=True))
+    heading = title if not _is_number(ece) else f"{title} · ECE {ece:.3f}"
+    parts.append(_text(left, 16, heading, fill=TEXT_2, size=12))
+    return _svg(width, height, heading, parts, "chart chart--calibration")
+
+
+# --------------------------------------------------------------------------------------------
+# Learning curve across active-learning cycles
+# --------------------------------------------------------------------------------------------
+
+MAX_NUMBERED_POINTS = 20  # more dots than this get no cycle number over them (tooltips only)
+
+
+def _nice_step(span: float, ticks: int = 5) -> float:
+    """A round tick step (1, 2 or 5 times a power of ten) giving about ``ticks`` ticks over ``span``."""
+    raw = max(span, 1e-9) / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _accuracy_range(values) -> tuple[float, float]:
+    """The y range: the accuracies with a margin, in tenths, inside 0..1, so that small gains show."""
+    low = math.floor((min(values) - 0.02) * 10) / 10
+    high = math.ceil((max(values) + 0.02) * 10) / 10
+    return max(low, 0.0), min(max(high, low + 0.1), 1.0)
+
+
+def learning_curve(points, *, highlight=None, title="Learning curve") -> SafeString:
+    """Evaluated accuracy against the number of training labels, one dot per finished cycle joined
+    in cycle order; the cycle numbered ``highlight`` is drawn larger and named.
+
+    ``points``: ``active_learning.services.learning_curve(project)``, dicts with ``cycle``,
+    ``labels`` and ``accuracy`` (0..1).
+    """
+    points = [p for p in points if _is_number(p.get("labels")) and _is_number(p.get("accuracy"))]
+    width, height = 560.0, 260.0
+    if not points:
+        return _svg(width, 60, title, [_text(12, 34, "No finished cycle yet.", fill=MUTED)], "chart chart--curve")
+    left, right, top, bottom = 52.0, 20.0, 18.0, 44.0
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    x_values = [p["labels"] for p in points]
+    x_step = _nice_step(max(x_values) - min(x_values) or max(x_values) or 1)
+    x_low = math.floor(min(x_values) / x_step) * x_step
+    x_high = max(math.ceil(max(x_values) / x_step) * x_step, x_low + x_step)
+    y_low, y_high = _accuracy_range([p["accuracy"] for p in points])
+    y_step = 0.05 if y_high - y_low <= 0.3 else 0.1
+
+    def x_of(v):
+        return left + plot_w * (v - x_low) / (x_high - x_low)
+
+    def y_of(v):
+        return top + plot_h * (y_high - v) / (y_high - y_low)
+
+    parts = []
+    tick = y_low
+    while tick <= y_high + 1e-9:
+        y = y_of(tick)
+        parts.append(_line(left, y, left + plot_w, y, GRID))
+        parts.append(_text(left - 6, y + 4, f"{tick:.0%}", anchor="end", fill=MUTED, size=11))
+        tick += y_step
+    tick = x_low
+    while tick <= x_high + 1e-9:
+        x = x_of(tick)
+        parts.append(_line(x, top + plot_h, x, top + plot_h + 4, BORDER))
+        parts.append(_text(x, top + plot_h + 17, f"{tick:,.0f}", anchor="middle", fill=MUTED, size=11))
+        tick += x_step
+    parts.append(_line(left, top + plot_h, left + plot_w, top + plot_h, BORDER))
+    parts.append(_text(left + plot_w / 2, height - 6, "training labels", anchor="middle", fill=TEXT_2, size=12))
+    parts.append(_text(12, top + plot_h / 2, "accuracy", anchor="middle", fill=TEXT_2, rotate=True))
+    path = " ".join(f"{_f(x_of(p['labels']))},{_f(y_of(p['accuracy']))}" for p in points)
+    parts.append(format_html('<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>', path, ACCENT))
+    for p in points:
+        x, y = x_of(p["labels"]), y_of(p["accuracy"])
+        chosen = p.get("cycle") == highlight
+        tip = f"cycle {p['cycle']}: {p['accuracy']:.1%} with {p['labels']:,} labels"
+        parts.append(
+            format_html(
+                '<circle cx="{}" cy="{}" r="{}" fill="{}" stroke="{}" stroke-width="2"{}><title>{}</title></circle>',
+                _f(x),
+                _f(y),
+                7 if chosen else 4,
+                SURFACE if chosen else ACCENT,
+                ACCENT,
+                format_html(' data-point="{}"', p["cycle"]),
+                tip,
+            )
+        )
+        if not chosen and len(points) <= MAX_NUMBERED_POINTS:
+            parts.append(_text(x, y - 9, f"{p['cycle']}", anchor="middle", fill=MUTED, size=10))
+        if chosen:
+            anchor = "end" if x > left + plot_w * 0.75 else "start"
+            dx = -11 if anchor == "end" else 11
+            name = f"cycle {p['cycle']} · {p['accuracy']:.1%}"
+            parts.append(_text(x + dx, y - 9, name, anchor=anchor, size=12, weight=650))
+    return _svg(width, height, title, parts, "chart chart--curve")

@@ -22,7 +22,7 @@ from annotation.models import Annotation, Role
 from training.services import trainer_choices
 from training.trainers import TRAINERS
 
-from . import cycle_charts
+from . import charts
 from .staff import page_context, staff_project
 
 # The four steps of a cycle as the progress bar names them (the stages between queued and done).
@@ -146,7 +146,7 @@ def cycle_list(request, slug):
         **page_context(project),
         "cycles": cycles,
         "active": next((c for c in cycles if c.is_active), None),
-        "curve_chart": cycle_charts.learning_curve(services.learning_curve(project)),
+        "curve_chart": charts.learning_curve(services.learning_curve(project)),
         "strategy_choices": STRATEGY_CHOICES,
         "trainer_choices": choices,
         "form": form,
@@ -227,7 +227,7 @@ def cycle_detail(request, slug, number):
         "strategy_rows": _strategy_rows(cycle, labeled_by_strategy),
         "labeled": sum(labeled_by_strategy.values()),
         "batch": batch,
-        "curve_chart": cycle_charts.learning_curve(services.learning_curve(project), highlight=cycle.number),
+        "curve_chart": charts.learning_curve(services.learning_curve(project), highlight=cycle.number),
         "status_url": reverse("cycles:cycle-status", args=[project.slug]),
     }
     return render(request, "frontend/cycles/cycle_detail.html", context)

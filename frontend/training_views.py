@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation.models import Role
 from annotation.services.review import request_review
-from training import exports, plots, services
+from training import exports, services
 from training.models import ModelExport, ModelVersion, Promotion
 from training.trainers import TRAINERS
 
@@ -184,7 +184,7 @@ def model_detail(request, slug, model_id):
             evaluation=ev,
             class_rows=_class_rows(metrics),
             confusion_chart=_confusion_chart(metrics),
-            calibration_chart=plots.reliability_diagram(ev.get("calibration") or {}, ece=ev.get("ece")),
+            calibration_chart=charts.reliability_diagram(ev.get("calibration") or {}, ece=ev.get("ece")),
             slices=metrics.get("slices") or [],
             gap=metrics.get("gap_to_hlp") or {},
             gap_rows=_gap_rows(metrics),

@@ -10,30 +10,17 @@ from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.access import STAFF_ROLES, project_for
+from annotation.api.errors import ConflictError, api_error
 from annotation.models import Role
 
 from . import exports, services
 from .models import ModelExport, ModelVersion, Promotion
 from .trainers import TRAINERS
-
-
-class ConflictError(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The model is not in a state that allows this."
-    default_code = "conflict"
-
-
-def _api_error(exc: services.TrainingError):
-    body = {exc.field or "non_field_errors": [exc.message]}
-    if isinstance(exc, services.Conflict):
-        return ConflictError(body)
-    return ValidationError(body)
-
 
 # --------------------------------------------------------------------------------------------
 # Serializers
@@ -164,7 +151,7 @@ class ProjectModels(generics.ListCreateAPIView):
                 random_state=fields.get("random_state"),
             )
         except services.TrainingError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         version = _versions().get(pk=version.pk)
         return Response(self.get_serializer(version).data, status=status.HTTP_202_ACCEPTED)
 
@@ -188,7 +175,7 @@ class ModelAction(APIView):
         try:
             record = action(version, user=request.user, note=data.validated_data["note"])
         except services.TrainingError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         version.refresh_from_db()
         body = {
             "model": ModelVersionSerializer(version, context={"request": request}).data,
@@ -290,7 +277,7 @@ class ModelExports(APIView):
         try:
             export = exports.start_export(version, data.validated_data["quantize"], user=request.user)
         except services.TrainingError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         body = ModelExportSerializer(_export_for(request.user, export.pk), context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
@@ -313,7 +300,7 @@ class ExportOverride(APIView):
         try:
             export = exports.override(export, user=request.user, note=data.validated_data["note"])
         except services.TrainingError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         return Response(ModelExportSerializer(export, context={"request": request}).data)
 
 

@@ -20,9 +20,10 @@ import os
 import tempfile
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
+
+from .trainers import atomic_write
 
 BUNDLE_FORMAT = 1
 MAX_SLICE_VALUES = 20  # metadata keys with more values than this are not sliced
@@ -174,22 +175,16 @@ def parity(y: np.ndarray, keras_pred: np.ndarray, tflite_pred: np.ndarray, metad
 def write_bundle(path, model_bytes: bytes, labels: list[str], metadata: dict) -> str:
     """Write the zip at ``path`` via a temporary file in the same folder (renamed over ``path``
     only once complete and synced) and return the SHA-256 of the whole zip."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp.zip", dir=path.parent)
-    os.close(fd)
-    try:
+    digest = hashlib.sha256()
+
+    def write(tmp):
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
             bundle.writestr("model.tflite", model_bytes)
             bundle.writestr("labels.txt", "".join(f"{name}\n" for name in labels))
             bundle.writestr("metadata.json", json.dumps(metadata, indent=2, sort_keys=True))
-        digest = hashlib.sha256()
         with open(tmp, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return digest.hexdigest()
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)
+    return digest.hexdigest()

@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from annotation import errors
 from annotation.access import acting_user
 from annotation.agreement import class_counts_from_triples
 from annotation.consensus import dawid_skene_from_triples, majority_vote_from_counts
@@ -51,7 +52,7 @@ from annotation.models import (
 from . import metrics as M
 from . import snapshot as S
 from .models import DatasetSnapshot, ModelVersion, Promotion, SnapshotLabel
-from .trainers import TRAINERS, Trainer, check_hyperparameters, get_trainer
+from .trainers import TRAINERS, atomic_write, check_hyperparameters, get_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class TrainingError(DomainError):
     """A training request or run the domain refuses (bad trainer, no labels, ...)."""
 
 
-class Conflict(TrainingError):
+class Conflict(TrainingError, errors.Conflict):
     """The model is not in a state that allows this (promote a failed model, roll back a model
     that is not current)."""
 
@@ -134,7 +135,7 @@ def out_of_sample_path(version: ModelVersion) -> Path:
 
 
 def _save_out_of_sample(version, item_ids, proba) -> None:
-    Trainer._atomic_write(out_of_sample_path(version), lambda tmp: np.savez(tmp, item_ids=item_ids, proba=proba))
+    atomic_write(out_of_sample_path(version), lambda tmp: np.savez(tmp, item_ids=item_ids, proba=proba))
 
 
 def out_of_sample(version: ModelVersion) -> tuple[np.ndarray, np.ndarray]:
@@ -190,14 +191,19 @@ def check_policy(policy: dict | None) -> dict:
     return out
 
 
-def start_training(project, *, trainer, user=None, hyperparameters=None, policy=None, random_state=None):
-    """Create a ``training`` version and queue ``train_model`` for it on commit; returns it."""
+def check_trainer(project, trainer: str) -> None:
+    """Refuse (TrainingError on ``trainer``) a trainer that does not exist or cannot learn this project."""
     if trainer not in TRAINERS:
         raise TrainingError(f"unknown trainer {trainer!r}; choose one of {', '.join(TRAINERS)}", "trainer")
     if project.data_kind not in TRAINERS[trainer].data_kinds:
         raise TrainingError(f"{trainer} does not train on {project.data_kind} projects", "trainer")
     if project.task_type != "single_label":
         raise TrainingError("training covers single-label projects for now", "trainer")
+
+
+def create_version(project, *, trainer, user=None, hyperparameters=None, policy=None, random_state=None):
+    """A new ``training`` version, every setting checked; nothing is queued (see start_training)."""
+    check_trainer(project, trainer)
     try:
         hp = check_hyperparameters(trainer, hyperparameters)
     except ValueError as exc:
@@ -206,15 +212,28 @@ def start_training(project, *, trainer, user=None, hyperparameters=None, policy=
     seed = training_settings()["RANDOM_STATE"] if random_state is None else random_state
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise TrainingError("random_state must be a whole number in [0, 2**32)", "random_state")
+    return ModelVersion.objects.create(
+        project=project,
+        trainer=trainer,
+        hyperparameters=hp,
+        policy=policy,
+        random_state=seed,
+        created_by=acting_user(user),
+    )
+
+
+def start_training(project, *, trainer, user=None, hyperparameters=None, policy=None, random_state=None):
+    """Create a ``training`` version and queue ``train_model`` for it on commit; returns it."""
+    check_trainer(project, trainer)
     fail_stale_versions(project)
     with transaction.atomic():
-        version = ModelVersion.objects.create(
-            project=project,
+        version = create_version(
+            project,
             trainer=trainer,
-            hyperparameters=hp,
+            user=user,
+            hyperparameters=hyperparameters,
             policy=policy,
-            random_state=seed,
-            created_by=acting_user(user),
+            random_state=random_state,
         )
         version_id = version.pk
         transaction.on_commit(lambda: enqueue(version_id))

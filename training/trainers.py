@@ -28,9 +28,27 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TRAINERS", "KerasCNN", "SklearnLogReg", "Trainer", "check_hyperparameters", "get_trainer"]
+__all__ = ["TRAINERS", "KerasCNN", "SklearnLogReg", "Trainer", "atomic_write", "check_hyperparameters", "get_trainer"]
 
 ARTIFACT_FORMAT = 1
+
+
+def atomic_write(path, write) -> None:
+    """``write(tmp_path)`` into a temporary file beside ``path``, fsync it, then rename it over
+    ``path``. On any error (or interruption) the temporary file is removed and ``path`` is
+    left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 class Trainer:
@@ -75,23 +93,8 @@ class Trainer:
     def load(cls, path):
         raise NotImplementedError
 
-    @staticmethod
-    def _atomic_write(path, write) -> None:
-        """``write(tmp_path)`` into a temporary file beside ``path``, fsync it, then rename it over
-        ``path``. On any error (or interruption) the temporary file is removed and ``path`` is
-        left as it was."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f".tmp{path.suffix}", dir=path.parent)
-        os.close(fd)
-        try:
-            write(tmp)
-            with open(tmp, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    # Artifacts are written through this attribute, so a test can stand in a dying writer.
+    _atomic_write = staticmethod(atomic_write)
 
 
 def check_hyperparameters(trainer_name: str, given: dict | None) -> dict:

@@ -18,7 +18,7 @@ from ..errors import DomainError
 from ..models import LabelClass
 from ..services import adjudication, guidelines
 from ..services.quality import build_report, latest_report
-from .labeling import _api_error
+from .errors import api_error
 
 # Free-form JSON in and out (the docstrings say which fields); keeps the schema generator quiet.
 JSON_SCHEMA = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
@@ -33,7 +33,7 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except DomainError as exc:
-        raise _api_error(exc) from exc
+        raise api_error(exc) from exc
 
 
 def _data(request):

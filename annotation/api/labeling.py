@@ -9,7 +9,7 @@ from django.db.models import F, Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,23 +17,8 @@ from ..access import STAFF_ROLES, project_for
 from ..errors import DomainError
 from ..models import Annotation, LabelClass
 from ..services import labeling
+from .errors import api_error
 from .labeling_serializers import AnnotationInputSerializer, AnnotationSerializer, ServedItemSerializer, SkipSerializer
-
-
-class ConflictError(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The state changed; ask again."
-    default_code = "conflict"
-
-
-def _api_error(exc: DomainError):
-    """The HTTP error for a refused request, naming the field at fault."""
-    body = {exc.field or "non_field_errors": [exc.message]}
-    if isinstance(exc, labeling.NotFound):
-        return NotFound(exc.message)
-    if isinstance(exc, labeling.Conflict):
-        return ConflictError(body)
-    return ValidationError(body)
 
 
 def _served(served, request, project):
@@ -76,7 +61,7 @@ class NextItem(APIView):
         try:
             served = labeling.next_item(project, request.user, exclude=exclude)
         except DomainError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         if served is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(_served(served, request, project))
@@ -152,7 +137,7 @@ class AnnotationList(generics.ListAPIView):
                 client_id=fields["client_id"],
             )
         except DomainError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         annotation.labeler = request.user
         return Response(
             AnnotationSerializer(annotation).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -174,7 +159,7 @@ class AnnotationUndo(APIView):
         try:
             served = labeling.undo(project, request.user, annotation_id=pk)
         except DomainError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         return Response(_served(served, request, project))
 
 
@@ -192,5 +177,5 @@ class SkipCreate(APIView):
         try:
             labeling.skip(project, request.user, item_id=data.validated_data["item"])
         except DomainError as exc:
-            raise _api_error(exc) from exc
+            raise api_error(exc) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -46,7 +46,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .. import queue
-from ..errors import DomainError
+from ..errors import Conflict, DomainError, NotFound
 from ..models import (
     Annotation,
     AnnotationLabel,
@@ -67,14 +67,6 @@ SERVED_FIELDS = ("id", "project_id", "image", "width", "height", "text", "metada
 MAX_DURATION_MS = 24 * 3600 * 1000
 LEASE_ATTEMPTS = 10
 _system_random = secrets.SystemRandom()
-
-
-class NotFound(DomainError):
-    """The thing named in the URL is not the requester's (answered 404)."""
-
-
-class Conflict(DomainError):
-    """The request was valid but the state moved on (answered 409)."""
 
 
 def config():

@@ -27,7 +27,7 @@ def run_cycle(project, user, **kwargs):
     kwargs.setdefault("strategy", "mix")
     kwargs.setdefault("batch_size", 12)
     cycle = services.launch(project, user=user, enqueue=False, **kwargs)
-    for step in (services.train_step, services.score_step, services.select_step, services.queue_step):
+    for step in services.STEPS:
         step(cycle.pk)
     cycle.refresh_from_db()
     assert cycle.status == "done", cycle.error

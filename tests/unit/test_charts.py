@@ -72,3 +72,30 @@ def test_interval_bar_with_and_without_values():
     root = parse(charts.interval_bar(None, None, None, label=XSS))
     assert list(root.iter(f"{SVG}circle")) == []
     assert root.find(f"{SVG}title").text == XSS
+
+
+def test_reliability_diagram_draws_one_bar_and_dot_per_non_empty_bin():
+    bins = {
+        "lower": [0.0, 0.5], "upper": [0.5, 1.0], "count": [0, 30],
+        "confidence": [None, 0.8], "accuracy": [None, 0.7],
+    }  # fmt: skip
+    svg = charts.reliability_diagram(bins, ece=0.1, title=XSS)
+    root = parse(svg)
+    assert root.get("aria-label") == f"{XSS} · ECE 0.100" and "<script" not in svg
+    bars = [r for r in root.iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
+    dots = list(root.iter(f"{SVG}circle"))
+    assert len(bars) == len(dots) == 1
+    assert bars[0].find(f"{SVG}title").text.startswith("confidence 0.5 to 1.0: 30 items (100%), accuracy 70.0%")
+    axis = next(el for el in root.iter(f"{SVG}text") if el.text == "accuracy")
+    assert axis.get("transform", "").startswith("rotate(-90")
+
+
+def test_learning_curve_joins_the_cycles_and_marks_the_highlighted_one():
+    points = [{"cycle": 1, "labels": 100, "accuracy": 0.8}, {"cycle": 2, "labels": 200, "accuracy": 0.9}]
+    root = parse(charts.learning_curve(points, highlight=2))
+    assert len(list(root.iter(f"{SVG}polyline"))) == 1
+    dots = {c.get("data-point"): c for c in root.iter(f"{SVG}circle")}
+    assert set(dots) == {"1", "2"} and dots["2"].get("r") == "7" and dots["1"].get("r") == "4"
+    assert "cycle 2 · 90.0%" in texts(root)
+    empty = parse(charts.learning_curve([]))
+    assert texts(empty) == ["No finished cycle yet."]

@@ -51,9 +51,8 @@ class Command(BaseCommand):
     def run_here(self, project, request):
         """Launch without the chain (no worker needed) and run its four steps in this process."""
         cycle = services.launch(project, **request, enqueue=False)
-        for name, step in (("Training", services.train_step), ("Scoring", services.score_step),
-                           ("Selecting", services.select_step), ("Queueing", services.queue_step)):  # fmt: skip
-            self.stdout.write(f"{name}...")
+        for step in services.STEPS:
+            self.stdout.write(f"{step.__name__.removesuffix('_step').capitalize()}...")
             step(cycle.pk)
         cycle.refresh_from_db()
         return cycle

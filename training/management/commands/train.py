@@ -61,30 +61,13 @@ class Command(BaseCommand):
         self.stdout.write(self.summary(version))
 
     def start(self, project, opts, user, policy):
-        hyperparameters = dict(_param(p) for p in opts["param"])
-        if opts["sync"]:
-            # No task: create the version directly and train it in this process.
-            trainer = services.get_trainer(opts["trainer"])
-            if project.data_kind not in trainer.data_kinds:
-                raise services.TrainingError(f"{trainer.name} does not train on {project.data_kind} projects")
-            try:
-                hp = services.check_hyperparameters(trainer.name, hyperparameters)
-            except ValueError as exc:
-                raise services.TrainingError(str(exc)) from exc
-            seed = opts["seed"] if opts["seed"] is not None else services.training_settings()["RANDOM_STATE"]
-            return ModelVersion.objects.create(
-                project=project,
-                trainer=trainer.name,
-                hyperparameters=hp,
-                policy=services.check_policy(policy),
-                random_state=seed,
-                created_by=user,
-            )
-        return services.start_training(
+        # --sync: no task, the version is trained in this process.
+        create = services.create_version if opts["sync"] else services.start_training
+        return create(
             project,
             trainer=opts["trainer"],
             user=user,
-            hyperparameters=hyperparameters,
+            hyperparameters=dict(_param(p) for p in opts["param"]),
             policy=policy,
             random_state=opts["seed"],
         )
