@@ -9,6 +9,7 @@ the test holds shut to keep the next item from arriving while it looks at the pa
 import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -133,7 +134,7 @@ def test_twenty_keys_fifty_ms_apart_label_the_twenty_items_shown_in_order(keys_p
     settle(page)
 
 
-def test_a_slow_server_shows_the_pending_state_and_keys_wait_their_turn(keys_project, slow_server, page):
+def test_a_slow_server_shows_the_pending_state_and_keys_wait_their_turn(keys_project, slow_server, page, output_path):
     open_labeling(page)
     stage, pending = page.locator("#lab-stage"), page.locator("#lab-pending")
     waiting = page.locator("#lab-waiting-keys kbd")
@@ -156,6 +157,7 @@ def test_a_slow_server_shows_the_pending_state_and_keys_wait_their_turn(keys_pro
     expect(page.locator("#lab-status")).to_contain_text("wait for it to show")
     type_keys(page, ["3"])
     expect(waiting).to_have_text(["3", "1", "3"])
+    page.screenshot(path=Path(output_path) / "labeling-pending.png", animations="disabled")  # an artifact to look at
 
     slow_server.gate.set()
     type_keys(page, ["2", "1", "3", "3", "2"])  # the server stays slow: more keys wait and go in turn

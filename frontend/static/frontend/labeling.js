@@ -171,9 +171,14 @@
 
   // ---- What is on screen ----
 
+  /* The status line. A refusal or error stays readable a few seconds: routine news (a label
+   * saved in the background) arriving just after it does not replace it. */
+  let errorShownAt = -Infinity;
   function say(message, kind = "info") {
+    if (kind === "error") errorShownAt = performance.now();
+    if (kind === "routine" && performance.now() - errorShownAt < 4000) return;
     els.status.textContent = message;
-    els.status.dataset.kind = kind;
+    els.status.dataset.kind = kind === "error" ? "error" : "info";
   }
 
   function showCounts() {
@@ -377,7 +382,7 @@
         state.done += 1;
         state.left -= 1;
         showCounts();
-        say(`Saved: ${labels.join(", ")}${body.unsure ? " (unsure)" : ""}. Z undoes.`);
+        say(`Saved: ${labels.join(", ")}${body.unsure ? " (unsure)" : ""}. Z undoes.`, "routine");
         return result.data;
       }
       showCounts();
