@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce, Left
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -76,7 +76,8 @@ def label(request, slug):
             "skips": reverse("api:skip-create", args=[project.pk]),
             "undo": reverse("api:annotation-undo", args=[project.pk, 0]),
         },
-        "item": item,
+        # The item's text is in the page once, in the stage; the script reads it from there.
+        "item": {key: value for key, value in item.items() if key != "text"} if item else None,
         "progress": progress,
     }
     context = {
@@ -174,9 +175,18 @@ def change_label(request, slug, item_id):
 @login_required
 @require_POST
 def guideline_seen(request, slug):
+    """Mark a guideline version as read. The labeling page's script asks for JSON (Esc, or the
+    button, without a page load that would cut off labels on their way); a plain form redirects."""
     project = _project(request.user, slug)
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    version = request.POST.get("version", "0")
     try:
-        labeling.mark_guideline_seen(project, request.user, request.POST.get("version", "0"))
+        labeling.mark_guideline_seen(project, request.user, version)
     except (DomainError, ValueError):
+        if wants_json:
+            return JsonResponse({"version": ["That guideline version does not exist."]}, status=400)
         messages.error(request, "That guideline version does not exist.")
+    else:
+        if wants_json:
+            return JsonResponse({"version": int(version)})
     return redirect("labeling:label", slug=slug)

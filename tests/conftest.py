@@ -4,12 +4,41 @@ Every role the design names has a user: two labelers, an SME and an MLE in `proj
 `outsider` who belongs only to `other_project` (for the cross-project 404 tests).
 """
 
+import os
 from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
 
+# The real crowd datasets live beside the repository, not in it: a clone made elsewhere lacks them.
 CROWD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "crowd"
+CROWD_DATASETS = ("D_Product", "D_PosSent", "S_Rel", "S_Adult", "bluebirds", "RTE")
+
+
+def require_crowd_data():
+    """Skip the running test when the crowd datasets are absent, or fail it in CI (`CI=true`),
+    which must run them (as tests/e2e/conftest.py does for Chromium).
+
+    Every test marked `@pytest.mark.crowd` goes through here (see `pytest_runtest_setup`), and so
+    does `tests.unit.crowd_arrays.load`, so a test that reads the data unmarked is caught too.
+    """
+    missing = [name for name in CROWD_DATASETS if not (CROWD_DIR / name).is_dir()]
+    if not missing:
+        return
+    message = (
+        f"crowd datasets not found in {CROWD_DIR} (missing: {', '.join(missing)}); "
+        "put the shared folder's datasets/crowd/ beside the repository to run these tests"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture (a test database costs seconds): the crowd tests need the shared data.
+    if item.get_closest_marker("crowd") is not None:
+        require_crowd_data()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -869,3 +869,62 @@ def test_my_work_lists_own_labels_and_changes_one_with_history(project, labeler,
         client.post(f"/projects/{project.slug}/my-work/{other}/", {"labels": "owl", "client_id": client_id}).status_code
         == 404
     )
+
+
+def test_a_long_text_item_is_sent_once_in_the_labeling_page(other_project, client):
+    # The stage holds the text; the script's config carries the item without it (it reads the stage).
+    user = make_user("reader")
+    Membership.objects.create(user=user, project=other_project, role="labeler")
+    text = "".join(f"line {n} of a long review\n" for n in range(40_000))  # about 1 MB
+    Item.objects.create(project=other_project, external_id="long", split="train", text=text)
+    client.force_login(user)
+    html = client.get(f"/projects/{other_project.slug}/label/").content.decode()
+    assert len(text) > 1_000_000 and len(html) < len(text) + 50_000
+    assert html.count("line 39999 of a long review") == 1
+    config = re.search(r'<script id="lab-config" type="application/json">(.*?)</script>', html, re.S).group(1)
+    assert '"text":' not in config and '"id": ' in config
+
+
+def test_the_guideline_is_marked_read_by_the_page_script_without_a_redirect(project, labeler, client):
+    Guideline.objects.create(project=project, version=1, text="one", published_at=FROZEN)
+    client.force_login(labeler)
+    seen = f"/projects/{project.slug}/guideline/seen/"
+    response = client.post(seen, {"version": 1}, headers={"Accept": "application/json"})
+    assert (response.status_code, response.json()) == (200, {"version": 1})
+    assert Membership.objects.get(user=labeler).last_seen_guideline_version == 1
+    response = client.post(seen, {"version": 7}, headers={"Accept": "application/json"})
+    assert (response.status_code, response.json()) == (400, {"version": ["That guideline version does not exist."]})
+    response = client.post(seen, {"version": "x"}, headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert Membership.objects.get(user=labeler).last_seen_guideline_version == 1
+    html = client.get(f"/projects/{project.slug}/label/").content.decode()
+    assert "guideline-banner" not in html
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="threads need PostgreSQL; SQLite serialises writers")
+@pytest.mark.django_db(transaction=True)
+def test_retries_of_one_client_id_arriving_together_make_one_annotation(project, labeler):
+    """The page retries a submit whose answer was lost; the retries may reach the server at once."""
+    add_items(project, 1)
+    item_id = next_item(api_client_for(labeler), project).json()["id"]
+    body = {"item": item_id, "labels": ["owl"], "client_id": str(uuid.uuid4())}
+    start = threading.Barrier(6)
+    answers = []
+
+    def retry():
+        try:
+            client = api_client_for(labeler)
+            start.wait()
+            response = client.post(url(project, "annotations/"), body, format="json")
+            answers.append((response.status_code, response.json()["id"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=retry) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(status for status, _ in answers) == [200] * 5 + [201]
+    assert len({pk for _, pk in answers}) == 1
+    assert Annotation.objects.count() == AnnotationLabel.objects.count() == 1

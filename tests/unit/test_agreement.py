@@ -347,11 +347,9 @@ def test_invalid_shapes_and_class_counts_raise():
 # The six crowd datasets (duplicates resolved: last answer of a repeated (item, worker) pair kept)
 # ------------------------------------------------------------------------------------------------
 
-crowd = pytest.mark.skipif(not crowd_arrays.available(), reason=f"crowd datasets not found in {crowd_arrays.CROWD_DIR}")
 DATASETS = pytest.mark.parametrize("name", crowd_arrays.DATASETS)
 
 
-@crowd
 @pytest.mark.crowd
 def test_crowd_loader_resolves_traps():
     assert crowd_arrays.load("S_Rel").n_duplicates_dropped == 1570
@@ -363,7 +361,6 @@ def test_crowd_loader_resolves_traps():
     assert bluebirds.labels.shape == (108, 39) and not np.isnan(bluebirds.labels).any()
 
 
-@crowd
 @pytest.mark.crowd
 @DATASETS
 def test_crowd_krippendorff_alpha_matches_package(name):
@@ -372,7 +369,6 @@ def test_crowd_krippendorff_alpha_matches_package(name):
     assert ag.krippendorff_alpha(d.labels) == pytest.approx(expected, abs=TOL)
 
 
-@crowd
 @pytest.mark.crowd
 @DATASETS
 def test_crowd_fleiss_kappa_matches_statsmodels(name):
@@ -391,7 +387,6 @@ def test_crowd_fleiss_kappa_matches_statsmodels(name):
         assert ag.fleiss_kappa(d.labels, d.n_classes) == pytest.approx(expected_all, abs=TOL)
 
 
-@crowd
 @pytest.mark.crowd
 @DATASETS
 def test_crowd_cohen_kappa_matches_sklearn(name):
@@ -420,7 +415,6 @@ def test_crowd_cohen_kappa_matches_sklearn(name):
     assert np.isnan(kappa[(shared < 2) & ~np.eye(len(shared), dtype=bool)]).all()
 
 
-@crowd
 @pytest.mark.crowd
 @DATASETS
 def test_crowd_pair_counts_match_brute_force(name):

@@ -213,7 +213,6 @@ def test_dawid_skene_degenerate_input(labels, n_classes):
 # Crowd datasets: Dawid-Skene vs majority vote against gold (items with labels and gold only)
 # ------------------------------------------------------------------------------------------------
 
-crowd = pytest.mark.skipif(not crowd_arrays.available(), reason=f"crowd datasets not found in {crowd_arrays.CROWD_DIR}")
 
 # Observed with the defaults (random_state=0), accuracy against gold, MV -> DS:
 #   D_Product 0.897 -> 0.940, D_PosSent 0.935 -> 0.960, S_Rel 0.541 -> 0.611,
@@ -224,7 +223,6 @@ crowd = pytest.mark.skipif(not crowd_arrays.available(), reason=f"crowd datasets
 FLOORS = {"D_Product": 0.93, "D_PosSent": 0.95, "S_Rel": 0.59, "bluebirds": 0.85, "RTE": 0.92}
 
 
-@crowd
 @pytest.mark.crowd
 @pytest.mark.parametrize("name", list(FLOORS))
 def test_crowd_dawid_skene_beats_majority_vote(name):
@@ -237,7 +235,6 @@ def test_crowd_dawid_skene_beats_majority_vote(name):
     assert result.converged
 
 
-@crowd
 @pytest.mark.crowd
 def test_crowd_s_adult_runs_and_is_valid():
     # S_Adult is left out of the comparison (the issue does not list it): only 333 labelled gold
@@ -248,7 +245,6 @@ def test_crowd_s_adult_runs_and_is_valid():
     assert accuracy(result.labels, d.gold) > 0.7
 
 
-@crowd
 @pytest.mark.crowd
 @pytest.mark.parametrize("name", ["RTE", "D_PosSent"])
 def test_crowd_results_are_reproducible_despite_ties(name):
