@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from annotation.access import STAFF_ROLES, project_for
 from annotation.api.errors import ConflictError, api_error
 from annotation.models import Role
+from annotation.text_rules import MAX_INT32
 
 from . import exports, services
 from .models import ModelExport, ModelVersion, Promotion
@@ -84,7 +85,8 @@ class TrainRequestSerializer(serializers.Serializer):
     consensus = serializers.ChoiceField(choices=services.CONSENSUS_METHODS, required=False)
     min_confidence = serializers.FloatField(min_value=0, max_value=1, required=False)
     keep_ambiguity = serializers.BooleanField(required=False)
-    random_state = serializers.IntegerField(min_value=0, max_value=2**32 - 1, required=False)
+    # Stored in a PositiveIntegerField: PostgreSQL's `integer` ends at 2**31 - 1.
+    random_state = serializers.IntegerField(min_value=0, max_value=MAX_INT32, required=False)
 
 
 class PromotionSerializer(serializers.ModelSerializer):
