@@ -183,7 +183,7 @@ def _open_zip(path, source_name):
     if total > max_total:
         archive.close()
         raise ImportRejected(
-            f"{source_name} unpacks to {total:,} bytes; the limit is {max_total:,} (compress less, or split it)", "file"
+            f"{source_name} unpacks to {total:,} bytes; the limit is {max_total:,}: split it into smaller zips", "file"
         )
     return archive
 
@@ -266,8 +266,9 @@ def _csv_dicts(text, source_name, required, report, row_name=lambda line: line):
         except StopIteration:
             return
         except csv.Error as exc:
-            # The reader goes on at the next line: only this row is lost.
-            report.reject(row_name(reader.line_num), "row", _csv_problem(exc))
+            # The reader goes on at the next line: only this row is lost. (DictReader's own
+            # line_num is not updated when its reader raises.)
+            report.reject(row_name(reader.reader.line_num), "row", _csv_problem(exc))
             continue
         yield reader.line_num, row
 
