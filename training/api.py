@@ -6,7 +6,7 @@ naming the field at fault; promoting a model that is not ready, or rolling back 
 current (Conflict), is 409. SMEs and MLEs read; MLEs train, promote and roll back.
 """
 
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
@@ -316,12 +316,15 @@ class ExportDownload(APIView):
 
 
 def download_response(export):
+    """The bundle as an attachment. Also serves the model page's download link: a gone file is
+    Django's Http404 (DRF turns it into its 404 too), since a DRF exception in a plain view is a 500."""
     if export.status != ModelExport.Status.READY:
         raise ConflictError({"non_field_errors": [f"export {export.pk} is {export.status}, not ready"]})
-    path = exports.bundle_path(export)
-    if not path.is_file():
-        raise NotFound("The bundle file is gone.")
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=exports.bundle_filename(export))
+    try:
+        handle = exports.bundle_path(export).open("rb")
+    except (FileNotFoundError, IsADirectoryError):
+        raise Http404("The bundle file is gone.") from None
+    response = FileResponse(handle, as_attachment=True, filename=exports.bundle_filename(export))
     response["Content-Type"] = "application/zip"
     response["X-Checksum-SHA256"] = export.sha256
     return response
