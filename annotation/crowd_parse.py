@@ -5,6 +5,10 @@ mark and may lack a final newline; these readers cope with all of them. Rows are
 the line they start on in the file (the header is line 1), so a rejected row can be found in an
 editor. Cells are kept as text: ids are never interpreted (in D_Product they even end in the
 truth).
+
+A row the csv module cannot read (a cell over its field size limit) and a cell holding a control
+character (text_rules) are row errors: the rest of the file still loads. A NUL on the first line
+means a binary file (or UTF-16 without its byte-order mark), refused whole.
 """
 
 import codecs
@@ -13,6 +17,8 @@ import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .text_rules import control_character_problem
 
 # Delimiters a shell user can type; anything else must be a single character.
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
@@ -49,7 +55,8 @@ def decode_text(data: bytes) -> str:
         raise ParseError(
             f"is not UTF-8 text: byte {data[exc.start]:#04x} on line {line} cannot be decoded; save it as UTF-8"
         ) from exc
-    if "\x00" in text:
+    first_line = text.split("\n", 1)[0]
+    if "\x00" in first_line:
         raise ParseError("holds NUL characters: it looks like a binary file, not delimited text")
     return text
 
@@ -73,14 +80,23 @@ def read_records(
     names = list(columns) if columns else list(roles)
     lines = _numbered_rows(text, delimiter)
     if has_header:
-        header_line = next((cells for _, cells in lines if any(c.strip() for c in cells)), None)
+        header_line = None
+        for line, cells, problem in lines:
+            if problem:
+                raise ParseError(f"has a header that cannot be read at line {line}: {problem}")
+            if any(c.strip() for c in cells):
+                header_line = cells
+                break
         indices = _column_indices(header_line, columns) if columns else range(len(roles))
     else:
         indices = range(len(roles))
     needed = max(indices) + 1
 
     records, errors = [], []
-    for line, cells in lines:
+    for line, cells, problem in lines:
+        if problem:
+            errors.append(row_error(line, "row", problem))
+            continue
         if not any(c.strip() for c in cells):
             continue
         if len(cells) < needed:
@@ -90,6 +106,10 @@ def read_records(
         empty = next((i for i, v in enumerate(values) if not v), None)
         if empty is not None:
             errors.append(row_error(line, roles[empty], f"the {roles[empty]} ({names[empty]!r}) is empty"))
+            continue
+        bad = next(((i, p) for i, p in enumerate(map(control_character_problem, values)) if p), None)
+        if bad is not None:
+            errors.append(row_error(line, roles[bad[0]], f"the {roles[bad[0]]} ({names[bad[0]]!r}) {bad[1]}"))
             continue
         records.append(Record(line, values))
     if not records and not errors:
@@ -110,16 +130,25 @@ def sort_class_names(names) -> list[str]:
 
 
 def _numbered_rows(text, delimiter):
-    """Yield (first line number, cells) per CSV record; a quoted cell may span lines."""
+    """Yield (first line number, cells, None) per CSV record, or (line, None, message) for one the
+    csv module cannot read (it goes on at the next line). A quoted cell may span lines."""
     # newline="" splits lines at LF, CRLF and a lone CR alike, and keeps quoted newlines intact.
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = 1
-    try:
-        for cells in reader:
-            yield start, cells
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise ParseError(f"cannot be read as delimited text at line {reader.line_num}: {exc}") from exc
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                message = f"has a cell longer than {csv.field_size_limit():,} characters, the most a cell may hold"
+            else:
+                message = f"cannot be read as delimited text: {exc}"
+            yield start, None, message
+        else:
+            yield start, cells, None
+        start = reader.line_num + 1
 
 
 def _column_indices(header, columns):

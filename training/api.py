@@ -6,7 +6,7 @@ naming the field at fault; promoting a model that is not ready, or rolling back 
 current (Conflict), is 409. SMEs and MLEs read; MLEs train, promote and roll back.
 """
 
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from annotation.access import STAFF_ROLES, project_for
 from annotation.api.errors import ConflictError, api_error
 from annotation.models import Role
+from annotation.text_rules import MAX_INT32
 
 from . import exports, services
 from .models import ModelExport, ModelVersion, Promotion
@@ -84,7 +85,8 @@ class TrainRequestSerializer(serializers.Serializer):
     consensus = serializers.ChoiceField(choices=services.CONSENSUS_METHODS, required=False)
     min_confidence = serializers.FloatField(min_value=0, max_value=1, required=False)
     keep_ambiguity = serializers.BooleanField(required=False)
-    random_state = serializers.IntegerField(min_value=0, max_value=2**32 - 1, required=False)
+    # Stored in a PositiveIntegerField: PostgreSQL's `integer` ends at 2**31 - 1.
+    random_state = serializers.IntegerField(min_value=0, max_value=MAX_INT32, required=False)
 
 
 class PromotionSerializer(serializers.ModelSerializer):
@@ -314,12 +316,15 @@ class ExportDownload(APIView):
 
 
 def download_response(export):
+    """The bundle as an attachment. Also serves the model page's download link: a gone file is
+    Django's Http404 (DRF turns it into its 404 too), since a DRF exception in a plain view is a 500."""
     if export.status != ModelExport.Status.READY:
         raise ConflictError({"non_field_errors": [f"export {export.pk} is {export.status}, not ready"]})
-    path = exports.bundle_path(export)
-    if not path.is_file():
-        raise NotFound("The bundle file is gone.")
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=exports.bundle_filename(export))
+    try:
+        handle = exports.bundle_path(export).open("rb")
+    except (FileNotFoundError, IsADirectoryError):
+        raise Http404("The bundle file is gone.") from None
+    response = FileResponse(handle, as_attachment=True, filename=exports.bundle_filename(export))
     response["Content-Type"] = "application/zip"
     response["X-Checksum-SHA256"] = export.sha256
     return response

@@ -3,6 +3,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from ..models import DataKind, ImportBatch, Item, LabelClass, Project, Role, TaskType
+from ..text_rules import MAX_INT32
 
 
 class LabelClassSerializer(serializers.ModelSerializer):
@@ -37,7 +38,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     train_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.8)
     dev_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.1)
     test_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.1)
-    seed = serializers.IntegerField(min_value=0, default=0)
+    seed = serializers.IntegerField(min_value=0, max_value=MAX_INT32, default=0)  # an `integer` column
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):

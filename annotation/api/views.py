@@ -136,7 +136,7 @@ class MemberList(generics.GenericAPIView):
         data = self.get_serializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            membership, created = add_member(project, **data.validated_data)
+            membership, created = add_member(project, **data.validated_data, by=request.user)
         except DomainError as exc:
             raise _invalid(exc) from exc
         body = {"username": membership.user.username, "role": membership.role, "account_created": created}

@@ -46,6 +46,7 @@ from ..models import (
     TaskType,
 )
 from ..splits import draw_consistency_sample, draw_split
+from ..text_rules import short_label_problem
 from .item_import import MAX_STORED_ERRORS, MULTI_LABEL_SEPARATOR
 from .labeling import refresh_queue_state
 from .projects import add_classes
@@ -213,7 +214,10 @@ class _Plan:
         if known is not None:
             return None if known.is_active else f"class {name!r} is inactive (merged or retired)"
         if self.create_classes:
-            return None if len(name) <= max_name else f"label is longer than {max_name} characters: {name[:40]}…"
+            if len(name) > max_name:
+                return f"label is longer than {max_name} characters: {name[:40]}…"
+            problem = short_label_problem(name)
+            return f"label {name!r} {problem}" if problem else None
         shown = ", ".join(sorted(self.classes)[:EXAMPLES])
         return f"unknown label {name!r} (the project's classes: {shown}); use --create-classes to add it"
 

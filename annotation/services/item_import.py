@@ -3,8 +3,13 @@
 Two phases. First every row is read and checked, and image files are written to storage;
 a bad row is set aside with a row-level message and the rest go on. Then all good rows are
 written in ONE transaction together with their ImportBatch, so a crash leaves either the
-whole batch or nothing. Image files are content-addressed, so a batch rolled back leaves at
-worst unreferenced files that the next run reuses.
+whole batch or nothing. The files this import wrote are removed again when it fails (rows
+rolled back, or the file refused part-way), so a failed import leaves no files behind.
+
+Every cell is text under annotation/text_rules.py's rule: a NUL or another control character
+in a cell, a cell too long for the csv module, is a row error like any other. A zip's member
+count and total unpacked size are capped from its directory, before anything is unpacked
+(zipfile never returns more bytes for a member than its directory entry says).
 
 Re-running an import adds nothing: a row whose external_id or content already exists in
 the project is counted as skipped.
@@ -14,7 +19,9 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
+import re
 import stat
 import zipfile
 import zlib
@@ -32,12 +39,20 @@ from ..access import acting_user
 from ..errors import ImportRejected
 from ..models import DataKind, GoldLabel, GoldLabelClass, ImportBatch, Item, TaskType
 from ..splits import draw_consistency_sample, draw_split
+from ..text_rules import control_character_problem, json_text_problems, printable
 from .labeling import refresh_queue_state
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 MANIFEST_NAME = "manifest.csv"
 MAX_STORED_ERRORS = 1000
 MULTI_LABEL_SEPARATOR = "|"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Defaults for settings.CONCORD_IMPORT's zip caps: 150 members of 20 MiB (3 GiB) from a 3 MB
+# zip once held a web worker for seconds before being refused.
+DEFAULT_MAX_ZIP_TOTAL_BYTES = 1024**3
+DEFAULT_MAX_ZIP_MEMBERS = 100_000
 
 
 def limits():
@@ -86,6 +101,9 @@ def import_items(project, path, *, user=None, source_name=None):
     """
     path = Path(path)
     source_name = source_name or path.name
+    problem = control_character_problem(source_name)
+    if problem:
+        raise ImportRejected(f"the file name {problem}", "file")
     if not path.exists():
         raise ImportRejected(f"{path} does not exist", "file")
     if path.is_file():
@@ -101,24 +119,29 @@ def import_items(project, path, *, user=None, source_name=None):
     report = Report()
 
     if project.data_kind == DataKind.IMAGE:
-        if path.is_dir():
-            prepared = _prepare_images(project, _folder_entries(path, report), classes, report)
-        elif suffix == ".zip":
-            with _open_zip(path, source_name) as archive:
-                prepared = _prepare_images(project, _zip_entries(archive, report), classes, report)
-        else:
+        if not path.is_dir() and suffix != ".zip":
             raise ImportRejected(f"{source_name}: an image project imports a folder or a .zip of PNG/JPEG", "file")
-        kind = ImportBatch.Kind.IMAGES
+        written = []  # files this import created in storage: removed again if it fails
+        try:
+            if path.is_dir():
+                prepared = _prepare_images(project, _folder_entries(path, report), classes, report, written)
+            else:
+                with _open_zip(path, source_name) as archive:
+                    prepared = _prepare_images(project, _zip_entries(archive, report), classes, report, written)
+            return _write_batch(
+                project, prepared, report, kind=ImportBatch.Kind.IMAGES, user=user, source_name=source_name
+            )
+        except BaseException:
+            _remove_files(written)
+            raise
+    if suffix == ".csv":
+        rows = _csv_rows(path, source_name, report)
+    elif suffix in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(path, source_name, report)
     else:
-        if suffix == ".csv":
-            rows = _csv_rows(path, source_name)
-        elif suffix in (".jsonl", ".ndjson"):
-            rows = _jsonl_rows(path, source_name, report)
-        else:
-            raise ImportRejected(f"{source_name}: a text project imports a .csv or .jsonl file", "file")
-        prepared, kind = _prepare_texts(project, rows, classes, report), ImportBatch.Kind.TEXTS
-
-    return _write_batch(project, prepared, report, kind=kind, user=user, source_name=source_name)
+        raise ImportRejected(f"{source_name}: a text project imports a .csv or .jsonl file", "file")
+    prepared = _prepare_texts(project, rows, classes, report)
+    return _write_batch(project, prepared, report, kind=ImportBatch.Kind.TEXTS, user=user, source_name=source_name)
 
 
 # --- reading sources -----------------------------------------------------------------------
@@ -145,10 +168,24 @@ def _folder_entries(folder, report):
 
 
 def _open_zip(path, source_name):
+    """The open archive, once its directory shows it within the member and total-size caps."""
     try:
-        return zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ImportRejected(f"{source_name} is not a readable zip file ({exc})", "file") from exc
+    members = [info for info in archive.infolist() if not info.is_dir()]
+    max_members = limits().get("MAX_ZIP_MEMBERS", DEFAULT_MAX_ZIP_MEMBERS)
+    max_total = limits().get("MAX_ZIP_TOTAL_BYTES", DEFAULT_MAX_ZIP_TOTAL_BYTES)
+    total = sum(info.file_size for info in members)
+    if len(members) > max_members:
+        archive.close()
+        raise ImportRejected(f"{source_name} holds {len(members):,} files; the limit is {max_members:,}", "file")
+    if total > max_total:
+        archive.close()
+        raise ImportRejected(
+            f"{source_name} unpacks to {total:,} bytes; the limit is {max_total:,}: split it into smaller zips", "file"
+        )
+    return archive
 
 
 def _zip_entries(archive, report):
@@ -202,11 +239,20 @@ def _open_text(path, source_name):
         raise ImportRejected(f"{source_name} is not UTF-8 text ({exc.reason} at byte {exc.start})", "file") from exc
 
 
-def _csv_dicts(text, source_name, required):
+def _csv_dicts(text, source_name, required, report, row_name=lambda line: line):
+    """(line, row dict) per readable row; a row the csv module cannot read is a row error."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise ImportRejected(f"{source_name}: the header row cannot be read ({_csv_problem(exc)})", "file") from exc
+    header = [h.strip() for h in (fieldnames or [])]
     if not header:
         raise ImportRejected(f"{source_name} has no header row", "file")
+    for number, name in enumerate(header, start=1):
+        problem = control_character_problem(name)
+        if problem:
+            raise ImportRejected(f"{source_name}: column {number} of the header {problem}", "file")
     reader.fieldnames = header
     missing = [c for c in required if c not in header]
     if missing:
@@ -214,22 +260,38 @@ def _csv_dicts(text, source_name, required):
             f"{source_name} lacks the required column(s) {', '.join(missing)}; found {', '.join(header)}", "file"
         )
     # Row numbers are the file's line numbers as a person counts them (header is line 1).
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # The reader goes on at the next line: only this row is lost. (DictReader's own
+            # line_num is not updated when its reader raises.)
+            report.reject(row_name(reader.reader.line_num), "row", _csv_problem(exc))
+            continue
         yield reader.line_num, row
 
 
-def _csv_rows(path, source_name):
+def _csv_problem(exc):
+    if "field limit" in str(exc):
+        return f"a cell is longer than {csv.field_size_limit():,} characters, the most a CSV cell may hold"
+    return f"cannot be read as CSV: {exc}"
+
+
+def _csv_rows(path, source_name, report):
     text = _open_text(path, source_name)
     if not text.strip():
         raise ImportRejected(f"{source_name} is empty", "file")
-    yield from _csv_dicts(text, source_name, required=("external_id", "text"))
+    yield from _csv_dicts(text, source_name, ("external_id", "text"), report)
 
 
 def _jsonl_rows(path, source_name, report):
     text = _open_text(path, source_name)
     if not text.strip():
         raise ImportRejected(f"{source_name} is empty", "file")
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Line breaks only: str.splitlines() would also split at U+2028 or U+001E inside a value.
+    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         if not line.strip():
             continue
         try:
@@ -262,6 +324,11 @@ def _parse_gold(value, project, classes):
     if inactive:
         return None, f"class {', '.join(map(repr, inactive))} is inactive (merged or retired)"
     return [classes[n] for n in names], None
+
+
+def _text_problem(raw):
+    """(field, message) for the first key or text value of a row holding a refused character."""
+    return next(json_text_problems({k: v for k, v in raw.items() if k is not None}, top="row"), None)
 
 
 def _clean_metadata(raw, row, report):
@@ -317,6 +384,10 @@ def _prepare_texts(project, rows, classes, report):
     prepared = []
     for row, raw in rows:
         raw = dict(raw)
+        bad_text = _text_problem(raw)
+        if bad_text:
+            report.reject(row, *bad_text)
+            continue
         external_id = str(raw.pop("external_id", "") or "").strip()
         text = raw.pop("text", "")
         gold_cell = raw.pop("gold", "")
@@ -358,26 +429,39 @@ def _read_manifest(entries, report):
                 text = entry.read().decode("utf-8-sig")
             except (UnicodeDecodeError, _TooBig) as exc:
                 raise ImportRejected(f"{MANIFEST_NAME} cannot be read as UTF-8 text ({exc})", "manifest") from exc
-            for row, values in _csv_dicts(text, MANIFEST_NAME, required=("filename",)):
+            rows = _csv_dicts(text, MANIFEST_NAME, ("filename",), report, lambda line: f"{MANIFEST_NAME}:{line}")
+            for row, values in rows:
                 name = (values.pop("filename") or "").strip()
+                name_problem = control_character_problem(name)
                 if not name:
                     report.reject(f"{MANIFEST_NAME}:{row}", "filename", "filename is empty")
+                elif name_problem:
+                    report.reject(f"{MANIFEST_NAME}:{row}", "filename", name_problem)
                 elif name in manifest:
                     report.reject(f"{MANIFEST_NAME}:{row}", "filename", f"{name!r} is listed twice")
                 else:
-                    manifest[name] = (row, values)
+                    # A bad cell refuses the image it describes (landing it without its gold
+                    # or metadata would be worse).
+                    manifest[name] = (row, values, _text_problem(values))
         else:
             images.append(entry)
     return images, manifest
 
 
-def _prepare_images(project, entries, classes, report):
+def _prepare_images(project, entries, classes, report, written):
     images, manifest = _read_manifest(entries, report)
     seen = _Seen(project)
     prepared = []
     for entry in images:
-        manifest_row, values = manifest.pop(entry.name, (None, {}))
-        row = entry.name
+        manifest_row, values, bad_text = manifest.pop(entry.name, (None, {}, None))
+        row = printable(entry.name)
+        name_problem = control_character_problem(entry.name)
+        if name_problem:
+            report.reject(row, "file", f"the file name {name_problem}")
+            continue
+        if bad_text:
+            report.reject(row, bad_text[0], f"{bad_text[1]} ({MANIFEST_NAME} line {manifest_row})")
+            continue
         values = dict(values)
         gold, problem = _parse_gold(values.pop("gold", ""), project, classes)
         if problem:
@@ -398,9 +482,9 @@ def _prepare_images(project, entries, classes, report):
             continue
         seen.add(entry.name, sha, row)
         item = PreparedItem(entry.name, row, metadata, gold, sha256=sha, width=image.width, height=image.height)
-        item.image_name, item.thumbnail_name = _store_image(project, sha, data, image, entry.name)
+        item.image_name, item.thumbnail_name = _store_image(project, sha, data, image, entry.name, written)
         prepared.append(item)
-    for name, (line, _values) in manifest.items():
+    for name, (line, _values, _bad) in manifest.items():
         report.reject(f"{MANIFEST_NAME}:{line}", "filename", f"{name!r} is not in the import")
     return prepared
 
@@ -441,19 +525,29 @@ def _check_image(entry):
     return data, image
 
 
-def _store_image(project, sha, data, image, name):
+def _store_image(project, sha, data, image, name, written):
+    """Store the image and its thumbnail under content-addressed names; `written` gains the
+    names this call created (a file already there may belong to a committed item)."""
     ext = os.path.splitext(name)[1].lower()
     image_name = f"items/{project.pk}/{sha[:2]}/{sha}{ext}"
     if not default_storage.exists(image_name):
-        default_storage.save(image_name, ContentFile(data))
+        written.append(default_storage.save(image_name, ContentFile(data)))
     thumbnail_name = f"thumbnails/{project.pk}/{sha[:2]}/{sha}.png"
     if not default_storage.exists(thumbnail_name):
         thumb = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
         thumb.thumbnail((limits()["THUMBNAIL_SIZE"],) * 2)
         buffer = io.BytesIO()
         thumb.save(buffer, format="PNG", optimize=True)
-        default_storage.save(thumbnail_name, ContentFile(buffer.getvalue()))
+        written.append(default_storage.save(thumbnail_name, ContentFile(buffer.getvalue())))
     return image_name, thumbnail_name
+
+
+def _remove_files(names):
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:  # the import's own error matters more; log this one
+            logger.exception("could not remove %s after a failed import", name)
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from django.utils.text import slugify
 
 from ..errors import DomainError
 from ..models import LabelClass, Membership, Project, Role, TaskType
+from ..text_rules import int32_problem, short_label_problem
 
 # Shortcut keys offered to classes in order. U, S and Z are left out: on the labeling page they
 # toggle unsure, skip and undo.
@@ -46,15 +47,24 @@ def create_project(
     if Project.objects.filter(slug=slug).exists():
         raise DomainError(f"a project with slug {slug!r} already exists", "slug")
     names = [c.strip() for c in classes] + [c.strip() for c in ambiguity_classes]
+    if not name.strip():
+        raise DomainError("the name may not be empty", "name")
+    problem = _name_problem(name, Project)
+    if problem:
+        raise DomainError(f"the name {problem}", "name")
     if not classes:
         raise DomainError("a project needs at least one class", "classes")
     if any(not n for n in names):
         raise DomainError("class names may not be empty", "classes")
+    _check_class_names(names)
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DomainError(f"class names repeat: {', '.join(duplicates)}", "classes")
     if overlap < 1:
         raise DomainError("overlap must be at least 1", "overlap")
+    problem = int32_problem(seed, "seed")
+    if problem:
+        raise DomainError(problem, "seed")
     if not 0 <= consistency_fraction <= 1:
         raise DomainError("consistency fraction must lie in [0, 1]", "consistency_fraction")
     train, dev, test = split_fractions
@@ -84,8 +94,25 @@ def create_project(
     return project
 
 
+def _name_problem(name, model):
+    """Why `name` cannot be the `name` of a `model` row (too long, invisible characters), or None."""
+    max_length = model._meta.get_field("name").max_length
+    if len(name) > max_length:
+        return f"{name[:40]!r}… is longer than {max_length} characters"
+    problem = short_label_problem(name)
+    return f"{name!r} {problem}" if problem else None
+
+
+def _check_class_names(names):
+    for name in names:
+        problem = _name_problem(name, LabelClass)
+        if problem:
+            raise DomainError(f"class name {problem}", "classes")
+
+
 def add_classes(project, names, *, is_ambiguity=False):
     """Append classes (used by imports that may create the classes they meet)."""
+    _check_class_names(names)
     existing = list(project.label_classes.order_by("order"))
     keys = assign_shortcuts(names, taken={c.shortcut for c in existing})
     start = max((c.order for c in existing), default=-1) + 1
@@ -95,21 +122,39 @@ def add_classes(project, names, *, is_ambiguity=False):
     )
 
 
+def _addable(user, by):
+    """Whether `by` may learn that `user` exists: `by` is a script, staff or a superuser, or
+    `user` shares a project with `by`, or belongs to no project yet (an account made for
+    on-boarding). Members of other projects only stay hidden: their names (imported workers are
+    `worker@project-slug`) would tell an MLE who works on what elsewhere."""
+    if by is None or by.is_staff or by.is_superuser:
+        return True
+    theirs = Membership.objects.filter(user=user)
+    return not theirs.exists() or theirs.filter(project__memberships__user=by).exists()
+
+
 @transaction.atomic
-def add_member(project, *, username, role, password=None):
+def add_member(project, *, username, role, password=None, by=None):
     """Give `username` a role in the project, creating the account when `password` is given.
 
     There is no open sign-up: accounts come from admins (Django admin) or a project's MLE.
-    Returns (membership, created_user).
+    `by` is the acting user: an account they may not see (`_addable`) is answered as if it did not
+    exist, except that its name cannot be taken for a new account. Returns (membership, created_user).
     """
     if role not in Role.values:
         raise DomainError(f"role must be one of {', '.join(Role.values)}", "role")
     User = get_user_model()
     user = User.objects.filter(username=username).first()
+    if user is not None and not _addable(user, by):
+        if password:
+            raise DomainError(f"the username {username!r} cannot be used for a new account; choose another", "username")
+        user = None
     created = user is None
     if created:
         if not password:
-            raise DomainError(f"there is no user {username!r}; give a password to create the account", "password")
+            raise DomainError(
+                f"there is no user {username!r} that you can add; give a password to create the account", "password"
+            )
         user = User(username=username)
         try:
             User.username_validator(username)

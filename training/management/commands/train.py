@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.lookup import project_named, user_named
+from annotation.text_rules import int32_problem
 from training import services
 from training.models import ModelVersion
 from training.trainers import TRAINERS
@@ -37,6 +38,10 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="Username recorded as the version's creator")
 
     def handle(self, *args, **opts):
+        if opts["seed"] is not None:
+            problem = int32_problem(opts["seed"], "--seed")
+            if problem:
+                raise CommandError(problem)
         project = project_named(opts["project"])
         user = user_named(opts["user"])
         policy = {}
