@@ -710,7 +710,7 @@ def test_queue_page_runs_the_same_queries_for_5_or_70_items(
     with django_assert_num_queries(len(small)):
         html = client.get(url).content.decode()
     assert html.count('<tr data-item="') == 50 and 'data-testid="next-page"' in html
-    assert "Items 1–50 of 70" in html
+    assert "Items 1\N{EN DASH}50 of 70" in html
 
 
 def test_queue_page_shows_a_bad_filter_and_keeps_what_was_typed(client, project, board, sme):
@@ -745,7 +745,7 @@ def test_item_page_consensus_is_the_queues_and_shows_gold_reasons_and_position(c
     for row in queue.rows:
         context = adjudication.review_context(project, row.item_id)
         assert (context["row"].consensus, context["row"].confidence) == (row.consensus, row.confidence)
-        assert context["consensus_method"] == queue.method == "Dawid–Skene"
+        assert context["consensus_method"] == queue.method == "Dawid\N{EN DASH}Skene"
     gold = board["goldwrong"]
     row = next(r for r in queue.rows if r.item_id == gold.pk)
     html = client.get(reverse("adjudication:item", args=[project.slug, gold.pk]), {"reason": "disagreement"})
@@ -753,7 +753,7 @@ def test_item_page_consensus_is_the_queues_and_shows_gold_reasons_and_position(c
     assert '<dd data-testid="gold"><strong>crow</strong></dd>' in html
     assert 'data-reason="disagreement"' in html and 'data-reason="gold_wrong"' in html
     assert f'<strong data-testid="consensus">{row.consensus}</strong>' in html
-    assert f"({row.confidence:.2f})" in html and "by Dawid–Skene, as in the queue" in html
+    assert f"({row.confidence:.2f})" in html and "by Dawid\N{EN DASH}Skene, as in the queue" in html
     filtered = adjudication.disagreement_queue(project, reason="disagreement")
     position = filtered.ids.index(gold.pk) + 1
     assert f"Item {position} of 2 in the queue" in html and "filtered by reason: disagreement" in html
@@ -801,7 +801,7 @@ def test_item_page_shows_the_promoted_models_stored_prediction(client, project, 
     assert "no promoted model" in client.get(url).content.decode()
     ModelVersion.objects.filter(pk=version.pk).update(is_promoted=True)
     html = client.get(url).content.decode()
-    assert f"<strong>dove</strong> (0.70) <span class=\"muted small\">promoted model {version.short_id}" in html
+    assert f'<strong>dove</strong> (0.70) <span class="muted small">promoted model {version.short_id}' in html
     other = client.get(reverse("adjudication:item", args=[project.slug, board["unsure"].pk])).content.decode()
     assert f"promoted model {version.short_id} has not scored this item" in other
 
@@ -903,7 +903,7 @@ def test_disagreement_api_pages_and_names_bad_filters(project, sme, labeler, lab
     url = reverse("api:disagreement-list", args=[project.pk])
     first = client.get(url, {"limit": 4}).json()
     assert first["count"] == 7 and len(first["results"]) == 4 and first["previous"] is None
-    assert first["consensus_method"] == "Dawid–Skene"
+    assert first["consensus_method"] == "Dawid\N{EN DASH}Skene"
     second = client.get(url, {"limit": 4, "after": first["next"]}).json()
     assert len(second["results"]) == 3 and second["next"] is None and second["start"] == 4
     ids = [r["item"] for r in first["results"] + second["results"]]
