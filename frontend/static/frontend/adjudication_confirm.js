@@ -35,9 +35,12 @@
       : (form.hasAttribute("data-confirm") ? form : null);
     if (!source) return;
     if (form.dataset.confirmed === "1") { delete form.dataset.confirmed; return; }
-    event.preventDefault();
     const name = form.querySelector("input[name=name]");
-    text.textContent = source.getAttribute("data-confirm").replace("{name}", name ? name.value.trim() : "");
+    const message = source.getAttribute("data-confirm");
+    // Nothing typed where the text needs it: let the server say what is missing.
+    if (message.includes("{name}") && !(name && name.value.trim())) return;
+    event.preventDefault();
+    text.textContent = message.replace("{name}", name ? name.value.trim() : "");
     detail.replaceChildren();
     const previewUrl = source.getAttribute("data-confirm-preview");
     if (previewUrl) {
