@@ -34,6 +34,7 @@ from ..models import (
     GoldLabelClass,
     Item,
     LabelClass,
+    QualityReport,
     QueueEntry,
     Resolution,
     ResolutionLabel,
@@ -44,7 +45,7 @@ from ..quality import label_entropy
 from . import labeling
 from .labeling import Conflict, NotFound
 from .projects import assign_shortcuts
-from .quality import latest_report, queue_quality_refresh_soon
+from .quality import queue_quality_refresh_soon
 
 REASONS = ("disagreement", "unsure", "ambiguity", "gold_wrong", "review")
 REASON_LABELS = {
@@ -405,7 +406,8 @@ def item_detail(project, item_id):
 
 def item_history(item):
     """The item's decisions, oldest first: each resolve, ambiguous and send-back with who, when and
-    whether it was undone; resolutions made before decisions were recorded appear as resolves."""
+    whether it was undone; resolutions and send-backs made before decisions were recorded
+    (AdjudicationEvent) appear from their Resolution and QueueEntry rows."""
     events = list(
         AdjudicationEvent.objects.filter(item=item)
         .select_related("actor", "undone_by", "resolution")
@@ -444,17 +446,37 @@ def item_history(item):
                 "event": None,
             }
         )
+    # Send-backs from before decisions were recorded left only their queue entry.
+    recorded_entries = {e.details.get("queue_entry") for e in events if e.kind == AdjudicationEvent.Kind.SEND_BACK}
+    for entry in QueueEntry.objects.filter(item=item, strategy="send_back").exclude(pk__in=recorded_entries):
+        out.append(
+            {
+                "kind": "send_back",
+                "what": "Sent back",
+                "labels": [],
+                "by": entry.reason.removeprefix("sent back by ") or None,
+                "at": entry.created_at,
+                "undone_at": None,
+                "undone_by": None,
+                "event": None,
+            }
+        )
     return sorted(out, key=lambda e: (e["at"], e["event"] or 0))
 
 
 def _labeler_accuracy(project):
-    """{labeler id: {accuracy, ci_low, ci_high, scored}} from the stored quality report (the
-    figures the quality page shows); {} when there is none yet."""
-    report = latest_report(project)
-    rows = ((report.data or {}).get("labelers") or []) if report is not None else []
+    """{labeler id: {accuracy, ci_low, ci_high, scored}} from the latest stored quality report (the
+    figures the quality page shows); {} when there is none yet. Reads only the report's
+    `labelers` key, not the whole report."""
+    rows = (
+        QualityReport.objects.filter(project=project)
+        .order_by("-computed_at", "-pk")
+        .values_list("data__labelers", flat=True)
+        .first()
+    )
     return {
         r["id"]: {k: r.get(k) for k in ("accuracy", "ci_low", "ci_high", "scored")}
-        for r in rows
+        for r in rows or []
         if isinstance(r, dict) and "id" in r
     }
 

@@ -962,3 +962,17 @@ def test_class_and_guideline_pages_ask_for_confirmation_stating_the_consequence(
     html = client.get(reverse("adjudication:guidelines", args=[project.slug])).content.decode()
     assert 'data-confirm="Publish this text as v1?' in html
     assert f'data-confirm-preview="{reverse("adjudication:guideline-preview", args=[project.slug])}"' in html
+
+
+def test_history_includes_decisions_made_before_they_were_recorded(project, board, sme):
+    from annotation.models import AdjudicationEvent
+
+    item = board["disagree"]
+    adjudication.resolve(project, item.pk, sme, labels=["crow"])
+    adjudication.send_back(project, item.pk, sme)
+    AdjudicationEvent.objects.all().delete()  # as rows written before the events existed
+    history = adjudication.item_history(item)
+    assert [(h["kind"], h["labels"], h["by"]) for h in history] == [
+        ("resolve", ["crow"], "sme"),
+        ("send_back", [], "sme"),
+    ]
