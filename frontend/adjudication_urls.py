@@ -10,6 +10,7 @@ urlpatterns = [
     path("projects/<slug:slug>/review/", views.queue, name="queue"),
     path("projects/<slug:slug>/review/items/<int:item_id>/", views.item_page, name="item"),
     path("projects/<slug:slug>/review/items/<int:item_id>/panel/", views.item_panel, name="item-panel"),
+    path("projects/<slug:slug>/review/undo/<int:event_id>/", views.undo_page, name="undo"),
     path("projects/<slug:slug>/guidelines/", views.guideline_page, name="guidelines"),
     path("projects/<slug:slug>/guidelines/preview/", views.guideline_preview, name="guideline-preview"),
     path("projects/<slug:slug>/classes/", views.classes_page, name="classes"),

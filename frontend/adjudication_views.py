@@ -99,8 +99,25 @@ def queue(request, slug):
             "next_query": _query(filters, after=result.next_cursor) if result.next_cursor else None,
             "prev_query": _query(filters, before=result.prev_cursor) if result.prev_cursor else None,
             "first_query": query if result.prev_cursor else None,
+            "undo": adjudication.undoable(project, request.user, request.GET.get("undo")),
         },
     )
+
+
+@login_required
+@require_POST
+def undo_page(request, slug, event_id):
+    """Undo from the queue page (after the queue's last item): back to the item, to decide again."""
+    project = _staff_project(request.user, slug)
+    try:
+        event = adjudication.undo_decision(project, event_id, request.user)
+    except DomainError as exc:
+        messages.error(request, f"Could not undo: {exc.message}")
+        return redirect("adjudication:queue", project.slug)
+    messages.success(request, "Undone. Decide the item again.")
+    query = _query(_filters(request))  # the filters ride along in the form's action URL
+    url = reverse("adjudication:item", args=[project.slug, event.item_id])
+    return redirect(f"{url}?{query}" if query else url)
 
 
 def _prediction(project, item_id):

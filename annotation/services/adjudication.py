@@ -645,6 +645,26 @@ def undo_window():
     return labeling.config()["UNDO_SECONDS"]
 
 
+def undoable(project, user, event_id, *, now=None):
+    """The user's own decision `event_id` if it can still be undone (not undone, inside the
+    window, the item's latest), else None: what the queue page offers after the last item."""
+    try:
+        event_id = int(event_id)
+    except (TypeError, ValueError):
+        return None
+    now = now or timezone.now()
+    event = (
+        AdjudicationEvent.objects.filter(pk=event_id, item__project=project, actor=user, undone_at__isnull=True)
+        .select_related("item", "resolution")
+        .first()
+    )
+    if event is None or not queue.undo_allowed(event.created_at, now, undo_window()):
+        return None
+    if AdjudicationEvent.objects.filter(item_id=event.item_id, undone_at__isnull=True, pk__gt=event.pk).exists():
+        return None
+    return event
+
+
 def undo_decision(project, event_id, user, *, now=None):
     """Take back the user's own resolve, ambiguous or send-back within `undo_window()` seconds.
 

@@ -105,6 +105,22 @@ def test_z_undoes_a_resolution_from_the_next_item(page, base_url, project, label
     assert [c.name for c in current.labels.all()] == ["dove"]
 
 
+def test_after_the_last_item_the_queue_page_offers_the_undo(page, base_url, project, labeler, labeler2, lab3, sme):
+    from annotation.models import Resolution
+
+    (item,) = _disputed(project, [labeler, labeler2, lab3], 1)
+    log_in(page, "sme")
+    expect(page).to_have_url(f"{base_url}/")
+    page.goto(f"/projects/{project.slug}/review/items/{item.pk}/")
+    page.keyboard.press("a")  # ambiguous; the queue is empty now
+    expect(page.get_by_test_id("review-queue")).to_contain_text("Nothing to review.")
+    assert Resolution.objects.get(item=item).is_ambiguous
+    page.get_by_test_id("undo").click()
+    expect(page.get_by_test_id("queue-position")).to_contain_text("Item 1 of 1 in the queue")
+    expect(page.get_by_test_id("item-history")).to_contain_text("Marked ambiguous by sme undone by sme")
+    assert not Resolution.objects.filter(item=item, is_current=True).exists()
+
+
 def test_a_merge_asks_for_confirmation_stating_what_moves(page, base_url, project, labeler, labeler2, lab3, mle):
     from annotation.models import AnnotationLabel, LabelClass
 

@@ -976,3 +976,34 @@ def test_history_includes_decisions_made_before_they_were_recorded(project, boar
         ("resolve", ["crow"], "sme"),
         ("send_back", [], "sme"),
     ]
+
+
+def test_the_queue_page_offers_the_undo_after_the_last_item(client, project, board, sme, mle, labeler):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    item = board["disagree"]
+    resolution = adjudication.resolve(project, item.pk, sme, labels=["dove"])
+    event = resolution.event
+    queue_url = reverse("adjudication:queue", args=[project.slug])
+    assert adjudication.undoable(project, mle, event.pk) is None  # not theirs
+    late = timezone.now() + timedelta(seconds=adjudication.undo_window() + 1)
+    assert adjudication.undoable(project, sme, event.pk, now=late) is None
+    assert adjudication.undoable(project, sme, "x") is None
+    client.force_login(mle)
+    assert 'data-testid="undo"' not in client.get(queue_url, {"undo": event.pk}).content.decode()
+    client.force_login(labeler)
+    undo_url = reverse("adjudication:undo", args=[project.slug, event.pk])
+    assert client.post(undo_url).status_code == 404
+    client.force_login(sme)
+    html = client.get(queue_url, {"undo": event.pk, "reason": "unsure"}).content.decode()
+    assert "Your last decision: resolved (dove) on disagree." in html
+    assert f'action="{undo_url}?reason=unsure"' in html
+    response = client.post(f"{undo_url}?reason=unsure")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("adjudication:item", args=[project.slug, item.pk]) + "?reason=unsure"
+    assert not Resolution.objects.filter(item=item, is_current=True).exists()
+    again = client.post(undo_url)
+    assert again.status_code == 302 and again["Location"] == queue_url
+    assert "already undone" in client.get(queue_url).content.decode()

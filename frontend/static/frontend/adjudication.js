@@ -82,7 +82,11 @@
       const at = config.queue.indexOf(id);
       const moved = await step(1);
       config.queue = config.queue.filter((x) => x !== id);
-      if (!moved) { window.location.href = config.queueUrl; return; }
+      if (!moved) { // the queue's last item: the queue page offers the undo
+        const sep = config.queueUrl.includes("?") ? "&" : "?";
+        window.location.href = config.queueUrl + (data && data.event ? sep + "undo=" + data.event : "");
+        return;
+      }
       if (data && data.event) {
         offerUndo({ event: data.event, item: id, at: at, what: what + " " + name });
         say(what + " " + name + ". Press z to undo.");
