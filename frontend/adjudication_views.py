@@ -4,6 +4,10 @@ Every page is for the project's SMEs and MLEs; labelers and non-members get 404.
 through `annotation.services.adjudication` / `guidelines` (the item page calls the API).
 Everything a labeler wrote (notes) is shown escaped; guideline Markdown is rendered by
 `guidelines.render_markdown` (markdown + nh3, marked safe there), the only HTML these pages insert.
+
+Merge, rename, deactivate and publish are confirmed in a <dialog> stating the consequence
+(static/frontend/adjudication_confirm.js); the form posts only after Confirm. The server does not
+ask for a confirm field (the forms still work without JavaScript, and the API stays as it was).
 """
 
 from urllib.parse import urlencode
