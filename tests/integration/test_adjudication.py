@@ -1007,3 +1007,20 @@ def test_the_queue_page_offers_the_undo_after_the_last_item(client, project, boa
     again = client.post(undo_url)
     assert again.status_code == 302 and again["Location"] == queue_url
     assert "already undone" in client.get(queue_url).content.decode()
+
+
+def test_digit_pairs_in_the_spellings_people_type(labeler, labeler2):
+    from annotation.services.projects import create_project
+
+    digits = create_project(slug="digits-pairs", name="Digits", data_kind="image", classes=[str(d) for d in range(10)])
+    item = add_item(digits, "d1", sample=False)
+    label(item, labeler, "3", unsure=True)
+    label(item, labeler2, "8")
+    other = add_item(digits, "d2", sample=False)
+    label(other, labeler, "3", unsure=True)
+    label(other, labeler2, "5")
+    for typed in ("3-8", "3,8", "3 8", "3/8", "3 vs 8", "8 vs. 3", "3 \N{EN DASH} 8"):
+        assert [r.external_id for r in adjudication.disagreement_queue(digits, pair=typed).rows] == ["d1"], typed
+    with pytest.raises(DomainError) as err:
+        adjudication.disagreement_queue(digits, pair="3-12")
+    assert err.value.message.startswith("'12' is not a class of this project (its classes: 0, 1, 2")
