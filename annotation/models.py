@@ -564,3 +564,35 @@ class GuidelineNote(models.Model):
 
     def __str__(self):
         return f"note on {self.item} in {self.project}"
+
+
+class AdjudicationEvent(models.Model):
+    """One SME decision on an item (resolve, ambiguous, send back): the item's history on the review
+    page, and what an undo needs to put the item back as it was (`details`)."""
+
+    class Kind(models.TextChoices):
+        RESOLVE = "resolve", "Resolved"
+        AMBIGUOUS = "ambiguous", "Marked ambiguous"
+        SEND_BACK = "send_back", "Sent back"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="adjudication_events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    resolution = models.ForeignKey(Resolution, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    details = models.JSONField(default=dict, blank=True, help_text="The state before, for undo.")
+    created_at = models.DateTimeField(db_default=Now())
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["item", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["resolve", "ambiguous", "send_back"]), name="adjudicationevent_kind_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} of {self.item}"

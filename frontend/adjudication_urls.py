@@ -1,5 +1,7 @@
 from django.urls import path
 
+from annotation.api.adjudication import DecisionUndo
+
 from . import adjudication_views as views
 
 app_name = "adjudication"
@@ -8,7 +10,12 @@ urlpatterns = [
     path("projects/<slug:slug>/review/", views.queue, name="queue"),
     path("projects/<slug:slug>/review/items/<int:item_id>/", views.item_page, name="item"),
     path("projects/<slug:slug>/review/items/<int:item_id>/panel/", views.item_panel, name="item-panel"),
+    path("projects/<slug:slug>/review/undo/<int:event_id>/", views.undo_page, name="undo"),
     path("projects/<slug:slug>/guidelines/", views.guideline_page, name="guidelines"),
+    path("projects/<slug:slug>/guidelines/preview/", views.guideline_preview, name="guideline-preview"),
     path("projects/<slug:slug>/classes/", views.classes_page, name="classes"),
     path("projects/<slug:slug>/classes/action/", views.class_action, name="class-action"),
+    # An API endpoint (token or session auth, JSON), routed here because annotation/urls.py is not
+    # this module's to edit: it belongs beside api:resolution-create as api:decision-undo.
+    path("api/v1/projects/<int:project_id>/decisions/<int:pk>/undo/", DecisionUndo.as_view(), name="decision-undo"),
 ]

@@ -4,11 +4,16 @@ notes, class operations and guidelines.
 Labelers and non-members get 404 on every endpoint here (they are not told the endpoint applies
 to them). DomainError → 400 naming the field, Conflict → 409, NotFound → 404; nothing is written
 on any of them.
+
+Consequential class and guideline operations are confirmed on the pages (a dialog stating the
+consequence); the API does not ask for a `confirm` flag: a script's request is already
+deliberate, and the merge preview endpoint states the consequence for a script that wants it.
 """
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,6 +25,9 @@ from ..services import adjudication, guidelines
 from ..services.quality import build_report, latest_report
 from .errors import api_error
 
+QUEUE_PAGE = 100
+MAX_QUEUE_PAGE = 1000
+
 # Free-form JSON in and out (the docstrings say which fields); keeps the schema generator quiet.
 JSON_SCHEMA = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 
@@ -27,6 +35,15 @@ JSON_SCHEMA = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.
 def staff_project(user, project_id):
     """The project for its SMEs and MLEs; 404 for everyone else, labelers included."""
     return project_for(user, project_id, roles=STAFF_ROLES)
+
+
+def _valid(serializer_class, request):
+    """The request body validated by `serializer_class`; 400 naming each bad field."""
+    if not isinstance(request.data, dict):
+        raise ValidationError({"non_field_errors": ["send a JSON object"]})
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 def _call(fn, *args, **kwargs):
@@ -58,41 +75,89 @@ def _str(data, name, default=""):
     return value
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true or false only: DRF's BooleanField also takes "yes", "on", 1, ..., which a JSON client
+    sending the wrong type should hear about."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class QueueQuerySerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=adjudication.REASONS, required=False, allow_blank=True)
+    pair = serializers.CharField(
+        required=False, allow_blank=True, help_text="Two class names: 3,8 or 3-8 or 3 8 or 3/8 or 3 vs 8."
+    )
+    slice = serializers.CharField(required=False, allow_blank=True, help_text="key=value, e.g. noise=car.")
+    after = serializers.CharField(required=False, allow_blank=True, help_text="`next` of the previous page.")
+    before = serializers.CharField(required=False, allow_blank=True, help_text="`previous` of the next page.")
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_QUEUE_PAGE, default=QUEUE_PAGE)
+
+
+class QueueRowSerializer(serializers.Serializer):
+    item = serializers.IntegerField(source="item_id")
+    external_id = serializers.CharField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    entropy = serializers.FloatField()
+    uncertainty = serializers.FloatField()
+    labels = serializers.IntegerField(source="n_labels")
+    class_counts = serializers.DictField(child=serializers.IntegerField())
+    consensus = serializers.CharField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    consensus_method = serializers.CharField()
+    metadata = serializers.DictField()
+    review_reason = serializers.CharField()
+    thumbnail = serializers.SerializerMethodField()
+    snippet = serializers.CharField()
+
+    def get_thumbnail(self, row) -> str | None:
+        return reverse("item-file", args=[row.item_id, "thumbnail"]) if row.thumbnail else None
+
+
 def row_json(row):
-    return {
-        "item": row.item_id,
-        "external_id": row.external_id,
-        "reasons": row.reasons,
-        "entropy": row.entropy,
-        "uncertainty": row.uncertainty,
-        "labels": row.n_labels,
-        "class_counts": row.class_counts,
-        "consensus": row.consensus,
-        "confidence": row.confidence,
-        "metadata": row.metadata,
-        "review_reason": row.review_reason,
-    }
+    return QueueRowSerializer(row).data
 
 
 class DisagreementList(APIView):
-    """GET: the disagreement queue, most disputed first, with counts per reason.
-    Filters: `reason`, `pair` (two class names, e.g. crow,dove), `slice` (key=value)."""
+    """GET: the disagreement queue, most disputed first, with counts per reason, a page at a time.
 
-    @JSON_SCHEMA
+    Filters: `reason`, `pair` (two class names in any common spelling: 3,8 3-8 3 8 3/8 3 vs 8),
+    `slice` (key=value). Keyset pages: `limit` rows (default 100, at most 1,000); `next` /
+    `previous` are the cursors to pass as `after` / `before` for the next / previous page."""
+
+    @extend_schema(parameters=[QueueQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request, project_id):
         project = staff_project(request.user, project_id)
-        params = request.query_params
+        query = QueueQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
         result = _call(
             adjudication.disagreement_queue,
             project,
             reason=params.get("reason") or None,
             pair=params.get("pair") or None,
             slice=params.get("slice") or None,
+            after=params.get("after") or None,
+            before=params.get("before") or None,
+            limit=params["limit"],
         )
-        return Response({"counts": result.counts, "count": result.total, "results": [row_json(r) for r in result.rows]})
+        return Response(
+            {
+                "counts": result.counts,
+                "count": result.total,
+                "start": result.start,
+                "consensus_method": result.method,
+                "next": result.next_cursor,
+                "previous": result.prev_cursor,
+                "results": [row_json(r) for r in result.rows],
+            }
+        )
 
 
 def resolution_json(resolution):
+    event = getattr(resolution, "event", None)
     return {
         "id": resolution.pk,
         "item": resolution.item_id,
@@ -101,53 +166,78 @@ def resolution_json(resolution):
         "note": resolution.note,
         "decided_by": resolution.decided_by.get_username() if resolution.decided_by else None,
         "created_at": resolution.created_at,
+        "event": event.pk if event else None,
+        "undo_seconds": adjudication.undo_window(),
     }
+
+
+class ResolutionInputSerializer(serializers.Serializer):
+    item = serializers.IntegerField(help_text="The item's id.")
+    labels = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
+    ambiguous = StrictBooleanField(required=False, default=False)
+    note = serializers.CharField(required=False, allow_blank=True, allow_null=True, trim_whitespace=False, default="")
+    expected_current = serializers.IntegerField(
+        required=False, allow_null=True, help_text="The resolution you saw (null: none); 409 when it moved on."
+    )
 
 
 class ResolutionCreate(APIView):
     """POST {item, labels: [names] | ambiguous: true, note?, expected_current?: id|null} → 201.
-    `expected_current` is the resolution you saw; 409 when another SME decided meanwhile."""
+    `expected_current` is the resolution you saw; 409 when another SME decided meanwhile. The
+    answer's `event` can be undone within `undo_seconds` (see DecisionUndo)."""
 
-    @JSON_SCHEMA
+    @extend_schema(request=ResolutionInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        data = _data(request)
-        if "item" not in data:
-            raise ValidationError({"item": ["this field is required"]})
-        labels = data.get("labels") or []
-        if not isinstance(labels, list):
-            raise ValidationError({"labels": ["give a list of class names"]})
-        kwargs = {}
-        if "expected_current" in data:
-            expected = data["expected_current"]
-            if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
-                raise ValidationError({"expected_current": ["a resolution id or null"]})
-            kwargs["expected_current"] = expected
+        data = _valid(ResolutionInputSerializer, request)
+        kwargs = {"expected_current": data["expected_current"]} if "expected_current" in data else {}
         resolution = _call(
             adjudication.resolve,
             project,
             data["item"],
             request.user,
-            labels=labels,
-            ambiguous=_bool(data, "ambiguous"),
-            note=_str(data, "note"),
+            labels=data["labels"],
+            ambiguous=data["ambiguous"],
+            note=data["note"] or "",
             **kwargs,
         )
         resolution.refresh_from_db(fields=["created_at"])
         return Response(resolution_json(resolution), status=status.HTTP_201_CREATED)
 
 
-class SendBack(APIView):
-    """POST {item}: its labels stop counting and it is served for k fresh labels."""
+class ItemInputSerializer(serializers.Serializer):
+    item = serializers.IntegerField(help_text="The item's id.")
 
-    @JSON_SCHEMA
+
+class SendBack(APIView):
+    """POST {item}: its labels stop counting and it is served for k fresh labels. The answer's
+    `event` can be undone within `undo_seconds` while no new label has come in."""
+
+    @extend_schema(request=ItemInputSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        data = _data(request)
-        if "item" not in data:
-            raise ValidationError({"item": ["this field is required"]})
-        retired = _call(adjudication.send_back, project, data["item"], request.user)
-        return Response({"item": data["item"], "retired_annotations": retired})
+        data = _valid(ItemInputSerializer, request)
+        event = _call(adjudication.send_back_decision, project, data["item"], request.user)
+        return Response(
+            {
+                "item": data["item"],
+                "retired_annotations": len(event.details["retired_annotations"]),
+                "event": event.pk,
+                "undo_seconds": adjudication.undo_window(),
+            }
+        )
+
+
+class DecisionUndo(APIView):
+    """POST (no body): undo your own resolve, ambiguous or send-back `pk` within `undo_seconds`.
+    400 when too late, already undone or not yours; 409 when the item moved on (decided again,
+    or labelled anew after a send-back)."""
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request, project_id, pk):
+        project = staff_project(request.user, project_id)
+        event = _call(adjudication.undo_decision, project, pk, request.user)
+        return Response({"event": event.pk, "item": event.item_id, "kind": event.kind, "undone_at": event.undone_at})
 
 
 class GuidelineNoteCreate(APIView):

@@ -4,6 +4,9 @@ The draft is the project's one Guideline row with `published_at` empty; its vers
 latest published version + 1. Labelers only ever see published versions.
 """
 
+import difflib
+from urllib.parse import urlsplit
+
 import markdown
 import nh3
 from django.db import transaction
@@ -20,18 +23,68 @@ MAX_NOTE_CHARS = 5000
 SAFE_URL_SCHEMES = {"http", "https", "mailto"}
 
 
+# Characters a browser drops or rewrites inside a URL before resolving it.
+_URL_NOISE = str.maketrans({"\t": "", "\n": "", "\r": "", "\\": "/"})
+
+
+def same_origin_url(value):
+    """Is `value` a URL that stays on this site (a path, no scheme, no host)? `//host/x`,
+    `/\\host/x` and `https:x` are not: a browser resolves them to another origin."""
+    url = (value or "").translate(_URL_NOISE).strip(" \x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x1f")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(url) and not parts.scheme and not parts.netloc and not url.startswith("//")
+
+
+def _only_local_images(tag, attribute, value):
+    """nh3 attribute filter: an image may only be loaded from this site, so a guideline cannot
+    embed a tracking pixel that tells a third party who read it and when."""
+    if tag == "img" and attribute == "src" and not same_origin_url(value):
+        return None
+    return value
+
+
 def render_markdown(text):
     """Markdown to HTML that is safe to insert into a page: no raw HTML tags beyond nh3's
-    allow-list, no event attributes, no `javascript:` URLs; links get rel="noopener noreferrer".
+    allow-list, no event attributes, no `javascript:` URLs, images from this site only (an
+    external image loses its `src`); links get rel="noopener noreferrer".
     Headings start at h3: the guideline sits inside a page that has its own h1 and h2."""
     html = markdown.markdown(
         text or "",
         extensions=["tables", "fenced_code", "sane_lists", "toc"],
         extension_configs={"toc": {"baselevel": 3}},
     )
-    cleaned = nh3.clean(html, url_schemes=SAFE_URL_SCHEMES, link_rel="noopener noreferrer")
+    cleaned = nh3.clean(
+        html, url_schemes=SAFE_URL_SCHEMES, link_rel="noopener noreferrer", attribute_filter=_only_local_images
+    )
     # The one place user text becomes markup, and only after nh3 has cleaned it.
     return mark_safe(cleaned)  # noqa: S308
+
+
+def diff_lines(old, new):
+    """The line diff of `new` against `old` (unified, two lines of context) as (kind, line) pairs,
+    kind one of "add", "del", "hunk", "ctx"; [] when they are equal."""
+    kinds = {"+": "add", "-": "del", "@": "hunk"}
+    lines = difflib.unified_diff((old or "").splitlines(), (new or "").splitlines(), lineterm="", n=2)
+    return [(kinds.get(line[:1], "ctx"), line) for line in lines if not line.startswith(("---", "+++"))]
+
+
+def publish_preview(project, text):
+    """What publishing `text` would do: the version it becomes, the published version it
+    replaces (or None), the diff against that version and the rendered text."""
+    text = _check_text(text)
+    latest = current_guideline(project)
+    top = Guideline.objects.filter(project=project).aggregate(v=Max("version"))["v"] or 0
+    pending = draft(project)
+    return {
+        "version": pending.version if pending is not None else top + 1,
+        "published": latest,
+        "diff": diff_lines(latest.text if latest else "", text),
+        "html": render_markdown(text),
+        "empty": not text.strip(),
+    }
 
 
 def draft(project):

@@ -72,6 +72,8 @@ def test_an_sme_resolves_by_keyboard_and_publishes_a_guideline(page, base_url, p
     page.goto(f"/projects/{project.slug}/guidelines/")
     page.get_by_label("Markdown").fill("# Birds\n\nA **crow** has a black beak.")
     page.get_by_test_id("publish").click()
+    expect(page.get_by_test_id("publish-preview")).to_contain_text("first version")  # the confirmation
+    page.get_by_test_id("confirm-ok").click()
     expect(page.get_by_test_id("guideline-versions")).to_contain_text("v1")
     assert Guideline.objects.get(project=project).published_at is not None
 

@@ -624,3 +624,403 @@ def test_disagreement_list_queries_do_not_grow_with_the_queue(project, board, sm
     large = client.get(url).json()
     assert len(large["results"]) >= 20
     assert queries() == small
+
+
+# ---- Issue 19: the item page's full picture, undo, confirmation, a queue that scales -------------------
+
+
+@pytest.mark.parametrize(
+    "spelling", ["crow,dove", "crow-dove", "crow dove", "crow/dove", "crow vs dove", "Crow VS. dove", " crow ,  dove "]
+)
+def test_pair_filter_takes_any_common_spelling(project, board, spelling):
+    rows = adjudication.disagreement_queue(project, pair=spelling).rows
+    assert {r.external_id for r in rows} == {"disagree", "goldwrong"}
+
+
+def test_pair_filter_names_what_it_refuses_and_splits_names_with_hyphens(project, board, mle, labeler, labeler2):
+    for typed, words in (
+        ("crow-eagle", "'eagle' is not a class"),
+        ("eagle vs crow", "'eagle' is not a class"),
+        ("crow-crow", "two different classes"),
+        ("crow", "give two class names"),
+    ):
+        with pytest.raises(DomainError) as err:
+            adjudication.disagreement_queue(project, pair=typed)
+        assert err.value.field == "pair" and words in err.value.message, typed
+    adjudication.add_class(project, mle, name="blue-jay")
+    item = add_item(project, "jay", sample=False)
+    label(item, labeler, "blue-jay", unsure=True)
+    label(item, labeler2, "crow")
+    for typed in ("blue-jay-crow", "crow - blue-jay", "blue-jay vs crow"):
+        assert [r.external_id for r in adjudication.disagreement_queue(project, pair=typed).rows] == ["jay"], typed
+
+
+def disputed_items(project, users, n, prefix="q"):
+    """n items in the queue: each marked unsure, with labels spread so entropies differ."""
+    names = ["crow", "dove", "owl"]
+    for i in range(n):
+        item = add_item(project, f"{prefix}{i:03d}", sample=False)
+        for j, u in enumerate(users[: 1 + i % len(users)]):
+            label(item, u, names[(i + j) % 3] if j else names[i % 3], unsure=j == 0)
+
+
+def test_queue_keyset_pages_cover_the_queue_once_and_stay_put(project, sme, labeler, labeler2, labeler3):
+    disputed_items(project, [labeler, labeler2, labeler3], 12)
+    whole = adjudication.disagreement_queue(project)
+    assert whole.total == 12 and len(whole.rows) == 12 and whole.next_cursor is None
+    seen, after, pages = [], None, []
+    while True:
+        page = adjudication.disagreement_queue(project, after=after, limit=5)
+        pages.append(page)
+        seen += [r.item_id for r in page.rows]
+        if page.next_cursor is None:
+            break
+        after = page.next_cursor
+    assert [len(p.rows) for p in pages] == [5, 5, 2]
+    assert seen == [r.item_id for r in whole.rows] == whole.ids
+    assert [p.start for p in pages] == [0, 5, 10] and pages[0].prev_cursor is None
+    back = adjudication.disagreement_queue(project, before=pages[1].prev_cursor, limit=5)
+    assert [r.item_id for r in back.rows] == [r.item_id for r in pages[0].rows]
+    # Resolving items of page 1 does not move page 2: it still starts where page 1 ended.
+    for row in pages[0].rows[:3]:
+        adjudication.resolve(project, row.item_id, sme, labels=["crow"])
+    again = adjudication.disagreement_queue(project, after=pages[0].next_cursor, limit=5)
+    assert [r.item_id for r in again.rows] == [r.item_id for r in pages[1].rows]
+    assert again.total == 9 and again.start == 2
+    for bad, field in (({"after": "x"}, "after"), ({"before": "1:2"}, "before"), ({"limit": 0}, "limit")):
+        with pytest.raises(DomainError) as err:
+            adjudication.disagreement_queue(project, **bad)
+        assert err.value.field == field
+
+
+def test_queue_page_runs_the_same_queries_for_5_or_70_items(
+    client, project, sme, labeler, labeler2, labeler3, django_assert_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(sme)
+    url = reverse("adjudication:queue", args=[project.slug])
+    users = [labeler, labeler2, labeler3]
+    disputed_items(project, users, 5)
+    with CaptureQueriesContext(connection) as small:
+        html = client.get(url).content.decode()
+    assert html.count('<tr data-item="') == 5 and 'data-testid="next-page"' not in html
+    disputed_items(project, users, 65, prefix="r")
+    with django_assert_num_queries(len(small)):
+        html = client.get(url).content.decode()
+    assert html.count('<tr data-item="') == 50 and 'data-testid="next-page"' in html
+    assert "Items 1\N{EN DASH}50 of 70" in html
+
+
+def test_queue_page_shows_a_bad_filter_and_keeps_what_was_typed(client, project, board, sme):
+    client.force_login(sme)
+    url = reverse("adjudication:queue", args=[project.slug])
+    html = client.get(url, {"pair": "crow-eagle", "reason": "disagreement"}).content.decode()
+    assert "pair not applied: &#x27;eagle&#x27; is not a class of this project" in html
+    assert 'value="crow-eagle"' in html and 'aria-invalid="true"' in html
+    assert html.count('<tr data-item="') == 2  # the reason filter still applies
+    html = client.get(url, {"pair": "crow-dove"}).content.decode()
+    assert 'data-testid="filter-error"' not in html and html.count('<tr data-item="') == 2
+
+
+def test_queue_page_shows_thumbnails_or_snippets(client, project, other_project, board, sme, outsider):
+    from django.core.files.base import ContentFile
+
+    item = board["disagree"]
+    item.thumbnail.save("t.png", ContentFile(b"\x89PNG fake"), save=True)
+    Item.objects.filter(pk=board["unsure"].pk).update(text="A long review text " * 20)
+    client.force_login(sme)
+    html = client.get(reverse("adjudication:queue", args=[project.slug])).content.decode()
+    assert f'src="/items/{item.pk}/thumbnail/"' in html
+    assert "A long review text A long" in html and "…" in html
+    assert client.get(f"/items/{item.pk}/thumbnail/").status_code == 200
+    client.force_login(outsider)
+    assert client.get(f"/items/{item.pk}/thumbnail/").status_code == 404
+
+
+def test_item_page_consensus_is_the_queues_and_shows_gold_reasons_and_position(client, project, board, sme):
+    queue = adjudication.disagreement_queue(project)
+    client.force_login(sme)
+    for row in queue.rows:
+        context = adjudication.review_context(project, row.item_id)
+        assert (context["row"].consensus, context["row"].confidence) == (row.consensus, row.confidence)
+        assert context["consensus_method"] == queue.method == "Dawid\N{EN DASH}Skene"
+    gold = board["goldwrong"]
+    row = next(r for r in queue.rows if r.item_id == gold.pk)
+    html = client.get(reverse("adjudication:item", args=[project.slug, gold.pk]), {"reason": "disagreement"})
+    html = html.content.decode()
+    assert '<dd data-testid="gold"><strong>crow</strong></dd>' in html
+    assert 'data-reason="disagreement"' in html and 'data-reason="gold_wrong"' in html
+    assert f'<strong data-testid="consensus">{row.consensus}</strong>' in html
+    assert f"({row.confidence:.2f})" in html and "by Dawid\N{EN DASH}Skene, as in the queue" in html
+    filtered = adjudication.disagreement_queue(project, reason="disagreement")
+    position = filtered.ids.index(gold.pk) + 1
+    assert f"Item {position} of 2 in the queue" in html and "filtered by reason: disagreement" in html
+    assert "?reason=disagreement" in html  # back to the same filtered queue
+    html = client.get(reverse("adjudication:item-panel", args=[project.slug, gold.pk])).content.decode()
+    assert f"Item {queue.ids.index(gold.pk) + 1} of {queue.total} in the queue" in html
+
+
+def test_item_page_shows_labeler_accuracy_from_the_quality_report(client, project, board, sme, labeler3):
+    from annotation.services.quality import compute_quality_report
+
+    report = compute_quality_report(project)
+    accuracy = {r["name"]: r["accuracy"] for r in report.data["labelers"]}
+    assert accuracy["lab3"] == 1.0 and accuracy["lab1"] == 0.0  # on the gold item, lab3 said crow
+    client.force_login(sme)
+    html = client.get(reverse("adjudication:item", args=[project.slug, board["goldwrong"].pk])).content.decode()
+    cells = html.split('data-testid="labeler-accuracy">')[1:]
+    assert [c.split(" ")[0] for c in cells] == ["0.00", "0.00", "1.00"]  # lab1, lab2, lab3 in label order
+
+
+def test_item_page_shows_the_promoted_models_stored_prediction(client, project, board, sme, settings, tmp_path):
+    import numpy as np
+
+    from training.models import DatasetSnapshot, ModelVersion
+    from training.services import out_of_sample_path
+
+    snapshot = DatasetSnapshot.objects.create(
+        project=project,
+        policy={},
+        content_hash="0" * 64,
+        classes=[{"id": 0, "name": "crow"}, {"id": 1, "name": "dove"}, {"id": 2, "name": "owl"}],
+        counts={},
+        sources={},
+        size=0,
+    )
+    version = ModelVersion.objects.create(
+        project=project, snapshot=snapshot, trainer="sklearn_logreg", status="ready", artifact="x.joblib"
+    )
+    path = out_of_sample_path(version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scored = board["disagree"].pk
+    np.savez(path, item_ids=np.array([scored]), proba=np.array([[0.1, 0.7, 0.2]]))
+    client.force_login(sme)
+    url = reverse("adjudication:item", args=[project.slug, scored])
+    assert "no promoted model" in client.get(url).content.decode()
+    ModelVersion.objects.filter(pk=version.pk).update(is_promoted=True)
+    html = client.get(url).content.decode()
+    assert f'<strong>dove</strong> (0.70) <span class="muted small">promoted model {version.short_id}' in html
+    other = client.get(reverse("adjudication:item", args=[project.slug, board["unsure"].pk])).content.decode()
+    assert f"promoted model {version.short_id} has not scored this item" in other
+
+
+def test_undo_a_resolution_restores_the_item_and_is_in_its_history(project, board, sme, mle):
+    item = board["review"]
+    first = adjudication.resolve(project, item.pk, sme, labels=["owl"])
+    second = adjudication.resolve(project, item.pk, sme, labels=["crow"], expected_current=first.pk)
+    with pytest.raises(Conflict):  # only the latest decision can be undone
+        adjudication.undo_decision(project, first.event.pk, sme)
+    with pytest.raises(DomainError) as err:
+        adjudication.undo_decision(project, second.event.pk, mle)
+    assert err.value.field == "event" and "only the SME who made" in err.value.message
+    event = adjudication.undo_decision(project, second.event.pk, sme)
+    assert event.undone_at is not None and event.undone_by == sme
+    assert Resolution.objects.get(is_current=True, item=item).pk == first.pk
+    adjudication.undo_decision(project, first.event.pk, sme)
+    assert not Resolution.objects.filter(item=item, is_current=True).exists()
+    assert ReviewRequest.objects.get(item=item).resolved_at is None  # reopened: back in the queue
+    assert "review" in {r.external_id for r in adjudication.disagreement_queue(project).rows}
+    with pytest.raises(DomainError) as err:
+        adjudication.undo_decision(project, first.event.pk, sme)
+    assert "already undone" in err.value.message
+    history = adjudication.item_history(item)
+    assert [(h["kind"], h["labels"], h["undone_at"] is not None) for h in history] == [
+        ("resolve", ["owl"], True),
+        ("resolve", ["crow"], True),
+    ]
+
+
+def test_undo_is_refused_after_the_window(project, board, sme):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    resolution = adjudication.resolve(project, board["disagree"].pk, sme, ambiguous=True)
+    later = timezone.now() + timedelta(seconds=adjudication.undo_window() + 1)
+    with pytest.raises(DomainError) as err:
+        adjudication.undo_decision(project, resolution.event.pk, sme, now=later)
+    assert "can be undone for 30 seconds" in err.value.message
+    assert Resolution.objects.get(item=board["disagree"]).is_current
+
+
+def test_undo_a_send_back_restores_labels_assignments_and_queue(project, board, sme, labeler):
+    from annotation.models import QueueEntry
+
+    item = board["disagree"]
+    before_current = set(Annotation.objects.filter(item=item, is_current=True).values_list("pk", flat=True))
+    before_assignments = set(Assignment.objects.filter(item=item).values_list("labeler_id", "status"))
+    resolution = adjudication.resolve(project, item.pk, sme, labels=["crow"])
+    event = adjudication.send_back_decision(project, item.pk, sme)
+    assert not Annotation.objects.filter(item=item, is_current=True).exists()
+    adjudication.undo_decision(project, event.pk, sme)
+    assert set(Annotation.objects.filter(item=item, is_current=True).values_list("pk", flat=True)) == before_current
+    assert set(Assignment.objects.filter(item=item).values_list("labeler_id", "status")) == before_assignments
+    assert not QueueEntry.objects.filter(item=item, is_active=True).exists()
+    assert Resolution.objects.get(item=item, is_current=True).pk == resolution.pk
+    item.refresh_from_db()
+    assert item.queue_done
+    # A send-back whose item was labelled anew cannot be undone.
+    adjudication.undo_decision(project, resolution.event.pk, sme)
+    event = adjudication.send_back_decision(project, item.pk, sme)
+    served = labeling.next_item(project, labeler)
+    assert served.item.pk == item.pk
+    labeling.submit(project, labeler, item_id=item.pk, labels=["owl"], client_id="00000000-0000-0000-0000-0000000000aa")
+    with pytest.raises(Conflict):
+        adjudication.undo_decision(project, event.pk, sme)
+    kinds = [h["kind"] for h in adjudication.item_history(item)]
+    assert kinds == ["resolve", "send_back", "send_back"]
+
+
+def test_undo_api_and_decision_answers(project, board, sme, labeler, outsider, api_as):
+    client = api_as(sme)
+    created = client.post(
+        reverse("api:resolution-create", args=[project.pk]),
+        {"item": board["disagree"].pk, "labels": ["dove"]},
+        format="json",
+    ).json()
+    assert created["event"] and created["undo_seconds"] == 30
+    url = reverse("adjudication:decision-undo", args=[project.pk, created["event"]])
+    for user in (labeler, outsider):
+        assert api_as(user).post(url, format="json").status_code == 404
+    answer = client.post(url, format="json")
+    assert answer.status_code == 200 and answer.json()["kind"] == "resolve"
+    assert not Resolution.objects.filter(is_current=True).exists()
+    again = client.post(url, format="json")
+    assert again.status_code == 400 and "already undone" in again.json()["event"][0]
+    missing = client.post(reverse("adjudication:decision-undo", args=[project.pk, 999999]), format="json")
+    assert missing.status_code == 404
+    sent = client.post(reverse("api:send-back", args=[project.pk]), {"item": board["unsure"].pk}, format="json").json()
+    assert sent["retired_annotations"] == 1 and sent["event"]
+    assert client.post(reverse("adjudication:decision-undo", args=[project.pk, sent["event"]])).status_code == 200
+    assert Annotation.objects.filter(item=board["unsure"], is_current=True).count() == 1
+
+
+def test_disagreement_api_pages_and_names_bad_filters(project, sme, labeler, labeler2, labeler3, api_as):
+    disputed_items(project, [labeler, labeler2, labeler3], 7)
+    client = api_as(sme)
+    url = reverse("api:disagreement-list", args=[project.pk])
+    first = client.get(url, {"limit": 4}).json()
+    assert first["count"] == 7 and len(first["results"]) == 4 and first["previous"] is None
+    assert first["consensus_method"] == "Dawid\N{EN DASH}Skene"
+    second = client.get(url, {"limit": 4, "after": first["next"]}).json()
+    assert len(second["results"]) == 3 and second["next"] is None and second["start"] == 4
+    ids = [r["item"] for r in first["results"] + second["results"]]
+    assert len(set(ids)) == 7
+    for params, field, words in (
+        ({"pair": "crow-eagle"}, "pair", "'eagle' is not a class"),
+        ({"after": "nope"}, "after", "not a page"),
+        ({"limit": 0}, "limit", ""),
+        ({"reason": "x"}, "reason", ""),
+    ):
+        response = client.get(url, params)
+        assert response.status_code == 400 and words in response.json()[field][0], params
+
+
+def test_guideline_images_only_from_this_site():
+    html = guidelines.render_markdown(
+        "![pixel](https://tracker.example/p.gif) ![rel](//tracker.example/p.gif) ![ok](/items/1/image/)\n\n"
+        '<img src="https://tracker.example/q.gif"> <img src="/\\tracker.example/r.gif">'
+    )
+    assert "tracker.example" not in html
+    assert '<img alt="ok" src="/items/1/image/">' in html
+
+
+def test_publish_preview_shows_the_diff_and_writes_nothing(client, project, sme, labeler):
+    guidelines.publish(project, sme, "Crows are black.\nDoves are white.")
+    preview = guidelines.publish_preview(project, "Crows are black.\nDoves are grey.")
+    assert preview["version"] == 2 and preview["published"].version == 1
+    assert ("del", "-Doves are white.") in preview["diff"] and ("add", "+Doves are grey.") in preview["diff"]
+    url = reverse("adjudication:guideline-preview", args=[project.slug])
+    client.force_login(sme)
+    html = client.post(url, {"text": "Crows are black.\n<script>x</script>"}).content.decode()
+    assert "published v1" in html and '<span class="adj-diff__del">-Doves are white.</span>' in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert client.post(url, {"text": "x" * 200_001}).status_code == 400
+    client.force_login(labeler)
+    assert client.post(url, {"text": "x"}).status_code == 404
+    assert Guideline.objects.filter(project=project).count() == 1
+
+
+def test_class_and_guideline_pages_ask_for_confirmation_stating_the_consequence(
+    client, project, labeler, labeler2, labeler3, mle
+):
+    swapped_project(project, [labeler, labeler2, labeler3], random.Random(3))
+    crow, dove = cls(project, "crow"), cls(project, "dove")
+    client.force_login(mle)
+    url = reverse("adjudication:classes", args=[project.slug])
+    html = client.get(url, {"sources": [crow.pk, dove.pk], "new_target": "corvid"}).content.decode()
+    preview = adjudication.merge_preview(project, sources=[crow.pk, dove.pk], new_target="corvid")
+    moved = preview["moves"]["annotation_labels"]
+    assert f"{moved} labels move from crow and dove to corvid (a new class)" in html
+    assert f"{preview['alpha_before']:.3f} → {preview['alpha_after']:.3f}" in html
+    assert 'data-confirm="Merge? ' in html and "adjudication_confirm.js" in html and "<dialog" in html
+    n_crow = AnnotationLabel.objects.filter(label_class=crow).count()
+    assert f"Deactivate “crow”? Labelers and SMEs can no longer choose it (key {crow.shortcut}); its {n_crow}" in html
+    assert f"Rename “crow” to “{{name}}”? Its {n_crow} labels" in html
+    html = client.get(reverse("adjudication:guidelines", args=[project.slug])).content.decode()
+    assert 'data-confirm="Publish this text as v1?' in html
+    assert f'data-confirm-preview="{reverse("adjudication:guideline-preview", args=[project.slug])}"' in html
+
+
+def test_history_includes_decisions_made_before_they_were_recorded(project, board, sme):
+    from annotation.models import AdjudicationEvent
+
+    item = board["disagree"]
+    adjudication.resolve(project, item.pk, sme, labels=["crow"])
+    adjudication.send_back(project, item.pk, sme)
+    AdjudicationEvent.objects.all().delete()  # as rows written before the events existed
+    history = adjudication.item_history(item)
+    assert [(h["kind"], h["labels"], h["by"]) for h in history] == [
+        ("resolve", ["crow"], "sme"),
+        ("send_back", [], "sme"),
+    ]
+
+
+def test_the_queue_page_offers_the_undo_after_the_last_item(client, project, board, sme, mle, labeler):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    item = board["disagree"]
+    resolution = adjudication.resolve(project, item.pk, sme, labels=["dove"])
+    event = resolution.event
+    queue_url = reverse("adjudication:queue", args=[project.slug])
+    assert adjudication.undoable(project, mle, event.pk) is None  # not theirs
+    late = timezone.now() + timedelta(seconds=adjudication.undo_window() + 1)
+    assert adjudication.undoable(project, sme, event.pk, now=late) is None
+    assert adjudication.undoable(project, sme, "x") is None
+    client.force_login(mle)
+    assert 'data-testid="undo"' not in client.get(queue_url, {"undo": event.pk}).content.decode()
+    client.force_login(labeler)
+    undo_url = reverse("adjudication:undo", args=[project.slug, event.pk])
+    assert client.post(undo_url).status_code == 404
+    client.force_login(sme)
+    html = client.get(queue_url, {"undo": event.pk, "reason": "unsure"}).content.decode()
+    assert "Your last decision: resolved (dove) on disagree." in html
+    assert f'action="{undo_url}?reason=unsure"' in html
+    response = client.post(f"{undo_url}?reason=unsure")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("adjudication:item", args=[project.slug, item.pk]) + "?reason=unsure"
+    assert not Resolution.objects.filter(item=item, is_current=True).exists()
+    again = client.post(undo_url)
+    assert again.status_code == 302 and again["Location"] == queue_url
+    assert "already undone" in client.get(queue_url).content.decode()
+
+
+def test_digit_pairs_in_the_spellings_people_type(labeler, labeler2):
+    from annotation.services.projects import create_project
+
+    digits = create_project(slug="digits-pairs", name="Digits", data_kind="image", classes=[str(d) for d in range(10)])
+    item = add_item(digits, "d1", sample=False)
+    label(item, labeler, "3", unsure=True)
+    label(item, labeler2, "8")
+    other = add_item(digits, "d2", sample=False)
+    label(other, labeler, "3", unsure=True)
+    label(other, labeler2, "5")
+    for typed in ("3-8", "3,8", "3 8", "3/8", "3 vs 8", "8 vs. 3", "3 \N{EN DASH} 8"):
+        assert [r.external_id for r in adjudication.disagreement_queue(digits, pair=typed).rows] == ["d1"], typed
+    with pytest.raises(DomainError) as err:
+        adjudication.disagreement_queue(digits, pair="3-12")
+    assert err.value.message.startswith("'12' is not a class of this project (its classes: 0, 1, 2")

@@ -1,4 +1,5 @@
-// The SME item page: one key per action, next/previous through the queue without a page load.
+// The SME item page: one key per action, next/previous through the queue without a page load,
+// and `z` (or the Undo button) takes back the last decision for config.undoSeconds.
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("adj-config").textContent);
@@ -6,8 +7,11 @@
   const statusLine = document.getElementById("adj-status");
   const noteForm = document.getElementById("adj-note");
   const noteText = document.getElementById("adj-note-text");
+  const undoButton = document.querySelector("[data-action='undo']");
   let current = config.item;
   let busy = false;
+  let last = null; // the latest decision: {event, item, at (index in the queue), what, expires}
+  let undoTimer = null;
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -38,7 +42,8 @@
   }
 
   async function show(id, push) {
-    const response = await fetch(urlFor(config.panelUrl, id), { credentials: "same-origin" });
+    const query = config.query ? "?" + config.query : "";
+    const response = await fetch(urlFor(config.panelUrl, id) + query, { credentials: "same-origin" });
     if (!response.ok) { say("Could not load item " + id); return; }
     wrap.innerHTML = await response.text();
     current = id;
@@ -60,16 +65,34 @@
     return show(queue[at], true).then(() => true);
   }
 
-  async function act(fn, done) {
+  function offerUndo(decision) {
+    last = decision;
+    undoButton.hidden = false;
+    clearTimeout(undoTimer);
+    undoTimer = setTimeout(() => { last = null; undoButton.hidden = true; }, config.undoSeconds * 1000);
+  }
+
+  async function act(fn, what) {
     if (busy) return;
     busy = true;
     try {
-      await fn();
-      say(done);
       const id = current;
+      const name = panel().dataset.externalId || String(id);
+      const data = await fn();
+      const at = config.queue.indexOf(id);
       const moved = await step(1);
       config.queue = config.queue.filter((x) => x !== id);
-      if (!moved) { window.location.href = config.queueUrl; }
+      if (!moved) { // the queue's last item: the queue page offers the undo
+        const sep = config.queueUrl.includes("?") ? "&" : "?";
+        window.location.href = config.queueUrl + (data && data.event ? sep + "undo=" + data.event : "");
+        return;
+      }
+      if (data && data.event) {
+        offerUndo({ event: data.event, item: id, at: at, what: what + " " + name });
+        say(what + " " + name + ". Press z to undo.");
+      } else {
+        say(what + " " + name + ".");
+      }
     } catch (err) {
       say(err.message);
     } finally {
@@ -77,16 +100,38 @@
     }
   }
 
+  async function undo() {
+    if (busy) return;
+    if (!last) { say("Nothing to undo."); return; }
+    busy = true;
+    const decision = last;
+    try {
+      await post(urlFor(config.urls.undo, decision.event), {});
+      last = null;
+      undoButton.hidden = true;
+      if (config.queue.indexOf(decision.item) === -1) {
+        const at = decision.at === -1 ? 0 : Math.min(decision.at, config.queue.length);
+        config.queue.splice(at, 0, decision.item);
+      }
+      await show(decision.item, true);
+      say("Undone: " + decision.what + ". Decide it again.");
+    } catch (err) {
+      say("Could not undo: " + err.message);
+    } finally {
+      busy = false;
+    }
+  }
+
   function resolve(labelName) {
     act(() => post(config.urls.resolve, { item: current, labels: [labelName], expected_current: expectedResolution() }),
-      "Resolved as " + labelName + ".");
+      "Resolved as " + labelName + ":");
   }
   function ambiguous() {
     act(() => post(config.urls.resolve, { item: current, ambiguous: true, expected_current: expectedResolution() }),
-      "Marked ambiguous.");
+      "Marked ambiguous:");
   }
   function sendBack() {
-    act(() => post(config.urls.sendBack, { item: current }), "Sent back for fresh labels.");
+    act(() => post(config.urls.sendBack, { item: current }), "Sent back for fresh labels:");
   }
   function openNote() {
     noteForm.hidden = false;
@@ -105,7 +150,7 @@
 
   document.querySelectorAll("[data-label]").forEach((b) => b.addEventListener("click", () => resolve(b.dataset.label)));
   document.querySelectorAll("[data-action]").forEach((b) => b.addEventListener("click", () => {
-    ({ ambiguous: ambiguous, "send-back": sendBack, note: openNote, next: () => step(1), prev: () => step(-1) })[b.dataset.action]();
+    ({ ambiguous: ambiguous, "send-back": sendBack, note: openNote, undo: undo, next: () => step(1), prev: () => step(-1) })[b.dataset.action]();
   }));
 
   document.addEventListener("keydown", (event) => {
@@ -117,7 +162,7 @@
     }
     const key = event.key.toLowerCase();
     if (Object.prototype.hasOwnProperty.call(config.keys, key)) { event.preventDefault(); resolve(config.keys[key]); return; }
-    const actions = { a: ambiguous, b: sendBack, n: openNote, j: () => step(1), k: () => step(-1), arrowright: () => step(1), arrowleft: () => step(-1) };
+    const actions = { a: ambiguous, b: sendBack, n: openNote, z: undo, j: () => step(1), k: () => step(-1), arrowright: () => step(1), arrowleft: () => step(-1) };
     if (actions[key]) { event.preventDefault(); actions[key](); }
   });
 
