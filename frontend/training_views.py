@@ -156,7 +156,7 @@ def model_status(request, slug):
 
 
 def _served(version):
-    """"model ab12cd34 · dev accuracy 91.2%" (or cross-validated), or "no model"."""
+    """ "model ab12cd34 · dev accuracy 91.2%" (or cross-validated), or "no model"."""
     if version is None:
         return "no model (nothing is served)"
     accuracy = version.headline_accuracy
