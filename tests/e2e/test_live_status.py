@@ -74,7 +74,11 @@ def test_the_quality_page_shows_a_refreshed_report_without_a_reload(page, staff,
     expect(page.get_by_test_id("report-age")).to_contain_text("from 30 annotations")
     box = page.locator("[data-quality-report]")
     expect(box).to_have_attribute("data-report-id", str(first.pk))
-    expect(page.locator('[data-stat="alpha"] .stat__label')).to_have_text("Krippendorff's α")
+    expect(page.locator('[data-stat="alpha"] .stat__label')).to_have_text("Krippendorff's \N{GREEK SMALL LETTER ALPHA}")
+    # innerText is the text as drawn: the heading's uppercase must leave kappa a small kappa.
+    kappa = page.locator('table[data-table="labelers"] th[title^="Cohen"]')
+    assert kappa.inner_text() == "\N{GREEK SMALL LETTER KAPPA}"
+    assert page.locator('table[data-table="labelers"] th').first.inner_text() == "LABELER"  # uppercase elsewhere
     mark(page)
 
     second = quality.compute_quality_report(staff)  # what the worker does

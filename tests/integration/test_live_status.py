@@ -16,6 +16,7 @@ from training.models import ModelExport, ModelVersion
 from .test_export import fake_ready_export, fake_ready_version
 from .training_data import add_digit_items, label
 
+ALPHA, KAPPA = "\N{GREEK SMALL LETTER ALPHA}", "\N{GREEK SMALL LETTER KAPPA}"
 NOTE_TOO_LONG = "Ensure this field has no more than 500 characters."
 
 
@@ -57,10 +58,11 @@ def test_export_status_for_members_in_each_state(client, project, other_project,
 
     body = client.get(url, {"exports": ids}).json()
     assert "models" not in body  # only what was asked for
+    model = version.short_id
     assert body["exports"] == [
-        {"id": exporting.pk, "model": version.short_id, "status": "exporting", "status_label": "Exporting", "error": ""},
-        {"id": done.pk, "model": version.short_id, "status": "ready", "status_label": "Ready", "error": ""},
-        {"id": failed.pk, "model": version.short_id, "status": "failed", "status_label": "Failed", "error": "no <b>"},
+        {"id": exporting.pk, "model": model, "status": "exporting", "status_label": "Exporting", "error": ""},
+        {"id": done.pk, "model": model, "status": "ready", "status_label": "Ready", "error": ""},
+        {"id": failed.pk, "model": model, "status": "failed", "status_label": "Failed", "error": "no <b>"},
     ]  # the other project's export is not there
 
     # The worker finishes: the next poll says so.
@@ -143,7 +145,7 @@ def test_quality_page_polls_its_status_and_keeps_greek_letters(client, project, 
     assert f'data-report-id="{report.pk}" data-stale="0" data-status-url="{status_url}"' in page
     assert "frontend/quality.js" in page and "frontend/livestatus.js" in page
     # Lower-case alpha and kappa even inside an uppercased table heading.
-    assert '<span class="greek">α</span>' in page and '<span class="greek">κ</span></th>' in page
+    assert f'<span class="greek">{ALPHA}</span>' in page and f'<span class="greek">{KAPPA}</span></th>' in page
     assert page.count('data-legend="interval"') == 3  # labelers, classes, slices (ink)
     assert "its 95% interval" in page and "the project's HLP" in page
 
@@ -295,4 +297,4 @@ def test_model_page_legends_and_gallery_tiles_open_the_item(client, project, mle
     page = client.get(reverse("training:model-detail", args=[project.slug, version.short_id])).content.decode()
     assert f'href="{reverse("adjudication:item", args=[project.slug, item.pk])}"' in page
     assert 'data-legend="gallery"' in page and "the item's training label" in page
-    assert 'data-legend="gap"' in page and "HLP − model accuracy" in page and "A positive gap" in page
+    assert 'data-legend="gap"' in page and "HLP \N{MINUS SIGN} model accuracy" in page and "A positive gap" in page
