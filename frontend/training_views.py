@@ -386,8 +386,11 @@ def export_override(request, slug, model_id, export_id):
     project = staff_project(request, slug, roles=(Role.MLE,))
     version = _version(project, model_id)
     export = _export(version, export_id)
+    note = NoteSerializer(data={"note": request.POST.get("note", "")})  # as the API checks it
     try:
-        exports.override(export, user=request.user, note=request.POST.get("note", ""))
+        if not note.is_valid():
+            raise services.TrainingError(f"Note: {note.errors['note'][0]}")
+        exports.override(export, user=request.user, note=note.validated_data["note"])
     except services.TrainingError as exc:
         messages.error(request, exc.message)
     else:

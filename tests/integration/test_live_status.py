@@ -235,6 +235,24 @@ def test_page_refuses_a_too_long_note_with_the_api_message(client, api_as, proje
     assert version.is_promoted and version.promotions.get().note == "y" * 500
 
 
+@pytest.mark.django_db
+def test_export_override_refuses_a_too_long_note_with_the_api_message(client, project, mle):
+    add_digit_items(project, 15)
+    version = fake_ready_version(project)
+    rejected = fake_ready_export(version)
+    ModelExport.objects.filter(pk=rejected.pk).update(status="rejected")
+    client.force_login(mle)
+    page = client.get(reverse("training:model-detail", args=[project.slug, version.short_id])).content.decode()
+    assert 'name="note" required' in page and 'maxlength="500"' not in page  # no silent cut by the browser
+    override = reverse("training:export-override", args=[project.slug, version.short_id, rejected.pk])
+    assert NOTE_TOO_LONG in client.post(override, {"note": "z" * 600}, follow=True).content.decode()
+    rejected.refresh_from_db()
+    assert rejected.status == "rejected" and rejected.override_note == ""
+    client.post(override, {"note": "z" * 500})
+    rejected.refresh_from_db()
+    assert rejected.status == "ready" and rejected.override_note == "z" * 500
+
+
 # --------------------------------------------------------------------------------------------
 # Issue 16: the bundle file gone; previews for SMEs and MLEs only
 # --------------------------------------------------------------------------------------------
