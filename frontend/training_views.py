@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotation.models import Role
 from annotation.services.review import request_review
 from training import exports, services
+from training.api import NoteSerializer, bundle_file, download_response
 from training.models import ModelExport, ModelVersion, Promotion
 from training.trainers import TRAINERS
 
@@ -85,10 +86,18 @@ def model_list(request, slug):
         .select_related("model_version", "previous", "by")
         .order_by("-at", "-pk")[:PROMOTION_ROWS]
     )
+    current = next((v for v in versions if v.is_promoted), None)
+    if current is None:  # beyond the rows shown
+        current = ModelVersion.objects.filter(project=project, is_promoted=True).first()
+    for v in versions:
+        if v.is_promoted:
+            v.confirm = confirm_rollback(v)
+        elif v.status == ModelVersion.Status.READY:
+            v.confirm = confirm_promote(v, current)
     context = {
         **page_context(project),
         "versions": versions,
-        "current": next((v for v in versions if v.is_promoted), None),
+        "current": current,
         "promotions": promotions,
         "trainer_choices": choices,
         "default_min_confidence": services.training_settings()["CONSENSUS_MIN_CONFIDENCE"],
@@ -98,17 +107,93 @@ def model_list(request, slug):
     return render(request, "frontend/training/model_list.html", context, status=400 if form_error else 200)
 
 
+def _id_list(raw, convert=str):
+    """The ids of ``?ids=a,b``: at most STATUS_IDS, each converted; None if one does not convert."""
+    parts = [part.strip() for part in (raw or "").split(",") if part.strip()][:STATUS_IDS]
+    try:
+        return [convert(part) for part in parts]
+    except ValueError:
+        return None
+
+
+def export_payload(export):
+    """What the model page polls for one TFLite export."""
+    return {
+        "id": export.pk,
+        "model": export.model_version.short_id,
+        "status": export.status,
+        "status_label": export.get_status_display(),
+        "error": export.error,
+    }
+
+
 @login_required
 @require_GET
 def model_status(request, slug):
     """{"models": [{id, status, stage, progress, epoch, epochs, error, accuracy}]} for the ids in
-    ``?ids=a,b`` (at most 50), or for every version still training."""
+    ``?ids=a,b`` (at most 50), or for every version still training; with ``?exports=1,2`` also
+    {"exports": [{id, model, status, status_label, error}]} for those TFLite exports of the
+    project (and no models unless ``ids`` is given too)."""
     project = staff_project(request, slug)
-    versions = ModelVersion.objects.filter(project=project)
-    ids = [part for part in request.GET.get("ids", "").split(",") if part.strip()][:STATUS_IDS]
-    versions = versions.filter(short_id__in=ids) if ids else versions.filter(status=ModelVersion.Status.TRAINING)
-    payload = [services.progress_payload(v) for v in versions.order_by("-created_at", "-pk")[:STATUS_IDS]]
-    return JsonResponse({"models": payload}, headers={"Cache-Control": "no-store"})
+    body = {}
+    export_ids = _id_list(request.GET.get("exports"), int)
+    if export_ids is None:
+        return JsonResponse({"exports": ["A comma-separated list of export ids (integers)."]}, status=400)
+    ids = _id_list(request.GET.get("ids"))
+    if export_ids:
+        rows = ModelExport.objects.filter(model_version__project=project, pk__in=export_ids)
+        body["exports"] = [export_payload(e) for e in rows.select_related("model_version").order_by("pk")]
+    if ids or not export_ids:
+        versions = ModelVersion.objects.filter(project=project)
+        versions = versions.filter(short_id__in=ids) if ids else versions.filter(status=ModelVersion.Status.TRAINING)
+        body["models"] = [services.progress_payload(v) for v in versions.order_by("-created_at", "-pk")[:STATUS_IDS]]
+    return JsonResponse(body, headers={"Cache-Control": "no-store"})
+
+
+# --------------------------------------------------------------------------------------------
+# Confirming a promote or a rollback: what serves now, what will serve, and their accuracy
+# --------------------------------------------------------------------------------------------
+
+
+def _served(version):
+    """ "model ab12cd34 · dev accuracy 91.2%" (or cross-validated), or "no model"."""
+    if version is None:
+        return "no model (nothing is served)"
+    accuracy = version.headline_accuracy
+    method = ((version.metrics or {}).get("evaluation") or {}).get("method")
+    basis = "cross-validated accuracy" if method == "cross_validation" else "dev accuracy"
+    return f"model {version.short_id} · {basis} {_pct(accuracy)}"
+
+
+def rollback_target(version):
+    """The model a rollback of the current ``version`` makes current again: the one it replaced,
+    if still ready (the same rule as training.services.rollback), else None."""
+    last = (
+        Promotion.objects.filter(model_version=version, action=Promotion.Action.PROMOTE)
+        .select_related("previous")
+        .order_by("-at", "-pk")
+        .first()
+    )
+    previous = last.previous if last is not None else None
+    return previous if previous is not None and previous.status == ModelVersion.Status.READY else None
+
+
+def confirm_promote(version, current):
+    return {
+        "title": f"Promote model {version.short_id}?",
+        "now": _served(current),
+        "next": _served(version),
+        "ok": "Promote",
+    }
+
+
+def confirm_rollback(version):
+    return {
+        "title": f"Roll back model {version.short_id}?",
+        "now": _served(version),
+        "next": _served(rollback_target(version)),
+        "ok": "Roll back",
+    }
 
 
 def _class_rows(metrics):
@@ -204,6 +289,12 @@ def model_detail(request, slug, model_id):
     if version.snapshot is not None:
         context["split_totals"] = [(split, sum(c.values())) for split, c in (version.snapshot.counts or {}).items()]
     context["status_url"] = reverse("training:model-status", args=[project.slug])
+    if project.role == Role.MLE and version.status == ModelVersion.Status.READY:
+        if version.is_promoted:
+            context["confirm"] = confirm_rollback(version)
+        else:
+            current = ModelVersion.objects.filter(project=project, is_promoted=True).first()
+            context["confirm"] = confirm_promote(version, current)
     context["trainer_label"] = TRAINERS[version.trainer].label if version.trainer in TRAINERS else version.trainer
     context["exports"] = version.exports.select_related("override_by").order_by("-pk")
     context["exportable"] = (
@@ -215,8 +306,13 @@ def model_detail(request, slug, model_id):
 def _action(request, slug, model_id, action):
     project = staff_project(request, slug, roles=(Role.MLE,))
     version = _version(project, model_id)
+    # The API's own check of the note, so the page refuses what the API refuses, with its words,
+    # instead of the service cutting a long note short.
+    note = NoteSerializer(data={"note": request.POST.get("note", "")})
     try:
-        record = action(version, user=request.user, note=request.POST.get("note", ""))
+        if not note.is_valid():
+            raise services.TrainingError(f"Note: {note.errors['note'][0]}")
+        record = action(version, user=request.user, note=note.validated_data["note"])
     except services.TrainingError as exc:
         messages.error(request, exc.message)
     else:
@@ -290,8 +386,11 @@ def export_override(request, slug, model_id, export_id):
     project = staff_project(request, slug, roles=(Role.MLE,))
     version = _version(project, model_id)
     export = _export(version, export_id)
+    note = NoteSerializer(data={"note": request.POST.get("note", "")})  # as the API checks it
     try:
-        exports.override(export, user=request.user, note=request.POST.get("note", ""))
+        if not note.is_valid():
+            raise services.TrainingError(f"Note: {note.errors['note'][0]}")
+        exports.override(export, user=request.user, note=note.validated_data["note"])
     except services.TrainingError as exc:
         messages.error(request, exc.message)
     else:
@@ -302,12 +401,14 @@ def export_override(request, slug, model_id, export_id):
 @login_required
 @require_GET
 def export_download(request, slug, model_id, export_id):
-    """The bundle (zip) of a ready export, for SMEs and MLEs of the project."""
-    from training.api import download_response
-
+    """The bundle (zip) of a ready export, for SMEs and MLEs of the project; 410 with a page that
+    says so when its file has gone from the artifact folder."""
     project = staff_project(request, slug)
     version = _version(project, model_id)
     export = _export(version, export_id)
     if export.status != ModelExport.Status.READY:
         raise Http404("This export has no bundle to download.")
+    if bundle_file(export) is None:
+        context = {**page_context(project), "version": version, "export": export}
+        return render(request, "frontend/training/export_gone.html", context, status=410)
     return download_response(export)

@@ -1,8 +1,9 @@
 """Browser pages. Each view authorizes through the user-scoped querysets and reads with a fixed
 number of queries, whatever the number of projects, items, classes or labelers.
 
-Labelers label blind: the project page shows them no gold status, no other labeler's work and
-no import reports (which can carry gold labels). Those are for SMEs, MLEs and superusers.
+Labelers label blind: the project page shows them no gold status, no other labeler's work, no
+import reports (which can carry gold labels) and no preview of the items (they see the items
+served to them, one at a time, nothing else). Those are for SMEs, MLEs and superusers.
 """
 
 from django.contrib.auth.decorators import login_required
@@ -130,12 +131,12 @@ def project_detail(request, slug):
         for s in Split
     ]
 
-    preview = project.items.order_by("pk")
-    if project.data_kind == "text":
-        preview = preview.annotate(snippet=Left("text", PREVIEW_TEXT_CHARS + 1)).defer("text")
+    preview = []  # labelers get none (see the module docstring)
     if oversees:
-        preview = preview.annotate(has_gold=Exists(GoldLabel.objects.filter(item=OuterRef("pk"))))
-    preview = list(preview.defer("metadata")[:PREVIEW_ITEMS])
+        preview = project.items.order_by("pk").annotate(has_gold=Exists(GoldLabel.objects.filter(item=OuterRef("pk"))))
+        if project.data_kind == "text":
+            preview = preview.annotate(snippet=Left("text", PREVIEW_TEXT_CHARS + 1)).defer("text")
+        preview = list(preview.defer("metadata")[:PREVIEW_ITEMS])
 
     context = {
         "nav": "projects",
@@ -149,6 +150,7 @@ def project_detail(request, slug):
         "team_rows": team_rows,
         "splits": splits,
         "preview": preview,
+        "shows_preview": oversees,
         "preview_text_chars": PREVIEW_TEXT_CHARS,
     }
     if project.user_role == Role.MLE or user.is_superuser:

@@ -6,11 +6,11 @@ naming the field at fault; promoting a model that is not ready, or rolling back 
 current (Conflict), is 409. SMEs and MLEs read; MLEs train, promote and roll back.
 """
 
-from django.http import FileResponse, Http404
+from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -315,16 +315,29 @@ class ExportDownload(APIView):
         return download_response(export)
 
 
+class BundleGone(APIException):
+    status_code = status.HTTP_410_GONE
+    default_code = "gone"
+
+
+def bundle_file(export):
+    """The path of a ready export's zip, or None when its file has gone from the artifact folder
+    (or its recorded path would leave that folder, which the server never serves)."""
+    try:
+        path = exports.bundle_path(export)
+    except exports.ExportError:
+        return None
+    return path if path.is_file() else None
+
+
 def download_response(export):
-    """The bundle as an attachment. Also serves the model page's download link: a gone file is
-    Django's Http404 (DRF turns it into its 404 too), since a DRF exception in a plain view is a 500."""
+    """The bundle as an attachment; a gone file is 410 (the model page checks `bundle_file` first)."""
     if export.status != ModelExport.Status.READY:
         raise ConflictError({"non_field_errors": [f"export {export.pk} is {export.status}, not ready"]})
-    try:
-        handle = exports.bundle_path(export).open("rb")
-    except (FileNotFoundError, IsADirectoryError):
-        raise Http404("The bundle file is gone.") from None
-    response = FileResponse(handle, as_attachment=True, filename=exports.bundle_filename(export))
+    path = bundle_file(export)
+    if path is None:
+        raise BundleGone(f"The bundle file of export {export.pk} is gone from the server; export the model again.")
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=exports.bundle_filename(export))
     response["Content-Type"] = "application/zip"
     response["X-Checksum-SHA256"] = export.sha256
     return response

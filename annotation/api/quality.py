@@ -1,12 +1,15 @@
 """GET /api/v1/projects/{id}/quality/: the project's stored label-quality report (SMEs and MLEs)."""
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..access import STAFF_ROLES, project_for
-from ..services.quality import quality_for_display
+from ..models import QualityReport
+from ..services.quality import fingerprint, quality_for_display
 
 SHARE = "A share in [0, 1]; null where undefined (nothing to count)."
 
@@ -126,6 +129,47 @@ class QualityComputingSerializer(serializers.Serializer):
     annotation_count = serializers.IntegerField()
 
 
+class QualityStatusSerializer(serializers.Serializer):
+    # Not a ChoiceField: spectacular would name a third "status" enum with a hash.
+    status = serializers.CharField(help_text="ready, or computing while there is no report yet.")
+    report_id = serializers.IntegerField(allow_null=True, help_text="The latest stored report; null before the first.")
+    computed_at = serializers.DateTimeField(allow_null=True)
+    age_seconds = serializers.FloatField(allow_null=True)
+    stale = serializers.BooleanField(help_text="Labels, resolutions or gold changed since it was computed.")
+    annotation_count = serializers.IntegerField(help_text="Current annotations now.")
+
+
+def quality_status(project, now=None) -> dict:
+    """Which report is stored and whether it is stale, without loading the report itself (the
+    pages poll this while a refresh runs). Queues nothing: the page load or the full GET did."""
+    current = fingerprint(project)
+    latest = (
+        QualityReport.objects.filter(project=project)
+        .order_by("-computed_at", "-pk")
+        .values("pk", "computed_at", "annotation_count", "data__source")
+        .first()
+    )
+    if latest is None:
+        return {
+            "status": "computing",
+            "report_id": None,
+            "computed_at": None,
+            "age_seconds": None,
+            "stale": True,
+            "annotation_count": current["annotations"],
+        }
+    fresh = latest["annotation_count"] == current["annotations"] and latest["data__source"] == current
+    age = max(0.0, ((now or timezone.now()) - latest["computed_at"]).total_seconds())
+    return {
+        "status": "ready",
+        "report_id": latest["pk"],
+        "computed_at": latest["computed_at"].isoformat(),
+        "age_seconds": round(age, 3),
+        "stale": not fresh,
+        "annotation_count": current["annotations"],
+    }
+
+
 class QualityReportView(APIView):
     @extend_schema(
         summary="Label-quality report of a project",
@@ -137,9 +181,23 @@ class QualityReportView(APIView):
             "The report is computed by a background task after labels change and served from storage with its "
             "age; `stale` says labels changed since, and a refresh is then queued. A project with no report yet "
             "gets one computed in the request if it has fewer than 20,000 annotations, else 202 while the "
-            "first report is computed."
+            "first report is computed.\n\n"
+            "`?only=status` answers only which report is stored and whether it is stale (a few queries, "
+            "nothing queued): what the dashboard polls to update itself when a refresh lands."
         ),
-        responses={200: QualityReportSerializer, 202: QualityComputingSerializer},
+        parameters=[
+            OpenApiParameter(
+                "only", str, enum=["status"], required=False, description="`status`: the report's status only."
+            )
+        ],
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="QualityReportOrStatus",
+                serializers=[QualityReportSerializer, QualityStatusSerializer],
+                resource_type_field_name=None,
+            ),
+            202: QualityComputingSerializer,
+        },
         examples=[
             OpenApiExample(
                 "Being computed",
@@ -158,5 +216,10 @@ class QualityReportView(APIView):
     )
     def get(self, request, project_id):
         project = project_for(request.user, project_id, roles=STAFF_ROLES)
+        only = request.query_params.get("only")
+        if only is not None:
+            if only != "status":
+                raise ValidationError({"only": ["The only value accepted is 'status'."]})
+            return Response(quality_status(project), headers={"Cache-Control": "no-store"})
         shown = quality_for_display(project)
         return Response(shown.payload(), status=200 if shown.report is not None else 202)

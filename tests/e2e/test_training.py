@@ -109,8 +109,9 @@ def test_mle_trains_from_the_page_and_reads_the_model(page, base_url, demo, trai
         # The headline figures, both plots and the gap-to-HLP table.
         page.screenshot(path=SCREENSHOT, full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": 1640})
 
-    # Promote it from its page: it becomes the project's current model.
+    # Promote it from its page, confirming in the dialog: it becomes the project's current model.
     page.get_by_role("button", name="Promote to current").click()
+    page.get_by_test_id("confirm-dialog").get_by_role("button", name="Promote").click()
     expect(page.get_by_test_id("current-badge")).to_be_visible()
     page.goto("/projects/digits/models/")
     expect(page.get_by_test_id("current-model")).to_have_text(model_id)

@@ -375,23 +375,3 @@ def test_users_are_not_created_by_a_refused_member_request(text_rule, api_as, ml
     response = api_as(mle).post(url, {"username": "new\x00", "role": "labeler", "password": "a-long-Passphrase-42"})
     assert response.status_code == 400 and NUL_MESSAGE in response.json()["username"][0]
     assert not get_user_model().objects.filter(username__startswith="new").exists()
-
-
-# --- a download whose file is gone --------------------------------------------------------------
-
-
-def test_an_export_download_whose_bundle_is_gone_is_a_404_on_the_page_and_the_api(client, api_as, project, mle):
-    from training import services
-
-    from .test_export import fake_ready_export, fake_ready_version
-    from .training_data import add_digit_items
-
-    add_digit_items(project, 15)
-    version = fake_ready_version(project)
-    export = fake_ready_export(version)
-    (services.artifact_root() / export.bundle).unlink()
-    client.force_login(mle)
-    page = client.get(reverse("training:export-download", args=[project.slug, version.short_id, export.pk]))
-    assert page.status_code == 404
-    api = api_as(mle).get(reverse("training_api:export-download", args=[export.pk]))
-    assert api.status_code == 404 and api.json() == {"detail": "The bundle file is gone."}

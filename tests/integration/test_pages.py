@@ -290,7 +290,8 @@ def test_user_data_is_escaped(client, request, role_fixture):
         summary={"classes": [XSS], "source": XSS},
     )
     text_project = create_project(slug="texts", name="Texts", data_kind="text", classes=["a"])
-    Membership.objects.create(user=user, project=text_project, role="labeler")
+    # An SME there: item previews (the text snippets checked below) are for SMEs and MLEs only.
+    Membership.objects.create(user=user, project=text_project, role="sme")
     Item.objects.create(project=text_project, external_id="t1", split="train", text=f"text {XSS}")
 
     login(client, user)

@@ -1,14 +1,37 @@
-// Live progress bars of training models: polls the project's small status endpoint (JSON) and
-// updates each bar in place; stops when every model shown has finished. Plain JavaScript.
+// The model pages. Live progress bars of training models and live status of TFLite exports, both
+// polled from the project's small status endpoint (JSON) through livestatus.js; and the dialog that
+// confirms a promote or a rollback, saying which model serves now and which will. Plain JavaScript;
+// every value goes in as text, never as HTML.
 (function () {
   "use strict";
   var POLL_MS = 1000;
+  var EXPORT_POLL_MS = 2000;
+
+  // ---- Confirm promote / roll back -------------------------------------------------------------
+  var dialog = document.querySelector("[data-confirm-dialog]");
+  if (dialog) {
+    var confirmForm = dialog.querySelector("[data-confirm-form]");
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (!form.hasAttribute("data-confirm-title")) return;
+      event.preventDefault();
+      ["title", "now", "next", "ok"].forEach(function (name) {
+        dialog.querySelector('[data-confirm-field="' + name + '"]').textContent = form.getAttribute("data-confirm-" + name);
+      });
+      confirmForm.action = form.action;
+      var next = form.querySelector('input[name="next"]');
+      dialog.querySelector("[data-confirm-next]").value = next ? next.value : "";
+      dialog.showModal();
+    });
+  }
+
   var box = document.querySelector("[data-status-url]");
-  if (!box) return;
+  if (!box || !window.ConcordLive) return;
   var url = box.getAttribute("data-status-url");
   var reload = box.hasAttribute("data-reload-when-done");
 
-  function pending() {
+  // ---- Training progress -----------------------------------------------------------------------
+  function training() {
     return Array.prototype.slice.call(document.querySelectorAll('[data-progress][data-status="training"]'));
   }
 
@@ -44,21 +67,36 @@
     }
   }
 
-  function poll() {
-    var bars = pending();
-    if (!bars.length) return;
-    var ids = bars.map(function (b) { return b.getAttribute("data-progress"); });
-    fetch(url + "?ids=" + encodeURIComponent(ids.join(",")), { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
-      .then(function (data) {
-        data.models.forEach(function (m) {
-          var bar = document.querySelector('[data-progress="' + m.id + '"]');
-          if (bar) show(bar, m);
-        });
-      })
-      .catch(function () { /* a missed poll is retried */ })
-      .finally(function () { if (pending().length) window.setTimeout(poll, POLL_MS); });
+  ConcordLive.poll({
+    interval: POLL_MS,
+    url: function () {
+      var bars = training();
+      if (!bars.length) return null;
+      return url + "?ids=" + encodeURIComponent(bars.map(function (b) { return b.getAttribute("data-progress"); }).join(","));
+    },
+    apply: function (data) {
+      (data.models || []).forEach(function (m) {
+        var bar = document.querySelector('[data-progress="' + m.id + '"]');
+        if (bar) show(bar, m);
+      });
+    },
+  });
+
+  // ---- TFLite exports: when one finishes, the server redraws the exports section --------------
+  function exporting() {
+    return Array.prototype.slice.call(document.querySelectorAll('[data-export][data-status="exporting"]'));
   }
 
-  if (pending().length) window.setTimeout(poll, POLL_MS);
+  ConcordLive.poll({
+    interval: EXPORT_POLL_MS,
+    url: function () {
+      var rows = exporting();
+      if (!rows.length) return null;
+      return url + "?exports=" + encodeURIComponent(rows.map(function (r) { return r.getAttribute("data-export"); }).join(","));
+    },
+    apply: function (data) {
+      var finished = (data.exports || []).some(function (e) { return e.status !== "exporting"; });
+      if (finished) return ConcordLive.refreshFragment('[data-fragment="exports"]');
+    },
+  });
 })();
