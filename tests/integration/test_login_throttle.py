@@ -117,3 +117,13 @@ def test_one_locked_username_leaves_others_and_other_addresses_alone(alice):
     assert page_login(Client(), PASSWORD).status_code == 429
     assert page_login(Client(), PASSWORD, username="bob").status_code == 302
     assert page_login(Client(REMOTE_ADDR="10.0.0.9"), PASSWORD).status_code == 302
+
+
+def test_admin_login_is_throttled_too(alice):
+    client = Client()
+    url = reverse("admin:login")
+    for _ in range(LIMIT - 1):
+        assert client.post(url, {"username": "alice", "password": "wrong"}).status_code == 200
+    locked = client.post(url, {"username": "alice", "password": "wrong"})
+    assert locked.status_code == 429
+    assert "Too many failed logins" in locked.content.decode()
