@@ -7,6 +7,7 @@ while the lockout lasts, so a right one is refused as well.
 
 import math
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -14,6 +15,19 @@ from django.shortcuts import render
 from rest_framework import serializers, status
 from rest_framework.authtoken import views as authtoken_views
 from rest_framework.response import Response
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """Axes' check, first in AUTHENTICATION_BACKENDS, skipped when `authenticate()` gets no request.
+
+    Only code calls it so (Django's test client's `login()`, scripts): there is no client to
+    throttle, and the login pages and the token endpoint always pass theirs.
+    """
+
+    def authenticate(self, request, *args, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, *args, **kwargs)
 
 
 def lockout_message():

@@ -127,3 +127,8 @@ def test_admin_login_is_throttled_too(alice):
     locked = client.post(url, {"username": "alice", "password": "wrong"})
     assert locked.status_code == 429
     assert "Too many failed logins" in locked.content.decode()
+
+
+def test_code_that_logs_in_without_a_request_still_can(alice):
+    assert Client().login(username="alice", password=PASSWORD)
+    assert not Client().login(username="alice", password="wrong")
