@@ -475,8 +475,9 @@ def report(args, phases, written, over, server_version):
         )
     lines = [
         f"{args.labelers} concurrent simulated labelers over HTTP (token auth, one kept-alive connection each "
-        f"where the server keeps it) against {servers}, DEBUG off, persistent database "
-        f"connections, PostgreSQL {server_version}, on a {args.items:,}-item "
+        f"where the server keeps it) against {servers}, "
+        f"{'its own settings' if args.base_url else 'DEBUG off, persistent database connections'}, "
+        f"PostgreSQL {server_version}, on a {args.items:,}-item "
         f"text project (20 % consistency sample with overlap 3, 1 % gold, 1,000 active queue entries). Each "
         f"phase runs {args.seconds:g} s; latencies leave out its first {args.warmup_seconds:g} s (new connections, "
         f"first queries). Think time: each labeler's mean pause between a submit and its next ask. "
