@@ -15,8 +15,8 @@ DEBUG ?= false
 ALLOWED_HOSTS ?= 127.0.0.1,localhost,[::1]
 RUN_ENV := DEBUG=$(DEBUG) ALLOWED_HOSTS='$(ALLOWED_HOSTS)' SECRET_KEY="$${SECRET_KEY:-$$(cat var/secret_key)}" \
 	SECURE_SSL_REDIRECT=false SECURE_HSTS_SECONDS=0 SESSION_COOKIE_SECURE=false CSRF_COOKIE_SECURE=false
-# Where the start-up announcement checks the web server answers.
-READY_URL := http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)/login/
+# Where the start-up announcement checks the web server listens.
+READY_HOST := $(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST))
 
 .PHONY: run test lint chromium clean
 
@@ -47,7 +47,7 @@ run: $(VENV)/.installed var/secret_key
 	$(VENV)/bin/celery -A config beat --loglevel=INFO -s var/celerybeat-schedule & beat=$$!; \
 	{ for i in $$(seq 180); do \
 		grep -qs ' ready\.' var/worker.log && \
-		$(PY) -c "import urllib.request as u; u.urlopen('$(READY_URL)', timeout=2)" 2>/dev/null && break; \
+		$(PY) -c "import socket; socket.create_connection(('$(READY_HOST)', $(PORT)), 2)" 2>/dev/null && break; \
 		sleep 1; done; \
 	  echo; echo "Concord is serving http://$(HOST):$(PORT)/ (DEBUG=$(DEBUG)); Ctrl-C stops the server, worker and beat."; \
 	  grep -q 'Demo users:' var/demo-users.txt && sed -n '/Demo users:/,$$p' var/demo-users.txt || \
