@@ -199,8 +199,8 @@ def compose_environment(**env):
 
 
 def manage(*args, env):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "CELERY_", "SECURE_"))}
-    environment.pop("DEBUG", None)
+    """manage.py with only this environment (what the containers get), not the test run's own."""
+    environment = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     environment.update(env)
     return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
         [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True
