@@ -1,5 +1,6 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
+
+from config.lockout import obtain_auth_token
 
 from .api import adjudication as adj
 from .api import views

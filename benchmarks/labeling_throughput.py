@@ -9,9 +9,11 @@ What it does, all on this machine (loopback only):
 2. creates (or reuses) a text project of --items items (20 % consistency sample with overlap 3,
    1 % gold, 1,000 active queue entries, 11 classes) and --labelers labelers with API tokens,
    and clears the labels and leases of earlier runs (unless --keep-labels);
-3. starts --servers `manage.py runserver --noreload` processes (Django's threaded development
-   server, standing in for gunicorn workers, which are not installed here; with TCP_NODELAY on
-   its connections, as gunicorn sets it), DEBUG off, with persistent database connections;
+3. starts the web server, DEBUG off, with persistent database connections: by default --servers
+   `manage.py runserver --noreload` processes (Django's threaded development server; with
+   TCP_NODELAY on its connections, as gunicorn sets it); with --server gunicorn, the production
+   server as docker/compose.yaml runs it, with --servers sync workers; with --base-url, none: the
+   labelers go to a server already running there (on the same --database-url);
 4. runs --labelers threads, each a labeler that asks for the next item and submits a label
    (token auth, a fresh client_id per label) until --seconds or --max-requests run out, once per
    pace in --think-ms (by default at a person's pace, then flat out);
@@ -69,6 +71,16 @@ def parse_args(argv=None):
         "--warmup-seconds", type=float, default=3.0, help="requests in this first stretch are not timed"
     )
     parser.add_argument("--port", type=int, default=8765, help="first port; server n listens on port + n")
+    parser.add_argument(
+        "--server",
+        choices=["runserver", "gunicorn"],
+        default="runserver",
+        help="runserver: --servers development servers, one port each; gunicorn: one gunicorn with --servers workers",
+    )
+    parser.add_argument(
+        "--base-url",
+        help="target a server already running there, e.g. http://127.0.0.1:8000 (serving --database-url); starts none",
+    )
     parser.add_argument(
         "--servers",
         type=int,
@@ -223,7 +235,7 @@ def label_counts(project):
 # ---- Server ------------------------------------------------------------------------------------
 
 
-def start_server(url, port, log_path):
+def start_server(url, port, log_path, kind="runserver", workers=1):
     env = {
         **os.environ,
         "DATABASE_URL": url + ("&" if "?" in url else "?") + "conn_max_age=600",
@@ -231,10 +243,17 @@ def start_server(url, port, log_path):
         "SECRET_KEY": "benchmark-only-" + uuid.uuid4().hex,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        # Plain HTTP on loopback: no redirect to HTTPS (on by default when DEBUG is off).
+        "SECURE_SSL_REDIRECT": "false",
     }
+    if kind == "gunicorn":
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        command = [str(gunicorn), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    else:
+        command = [sys.executable, __file__, "--serve", f"127.0.0.1:{port}"]
     log = open(log_path, "w")  # noqa: SIM115 - closed with the server
     server = subprocess.Popen(  # noqa: S603 - a fixed command line
-        [sys.executable, __file__, "--serve", f"127.0.0.1:{port}"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -291,9 +310,9 @@ def stop_server(server):
 
 
 class Labeler(threading.Thread):
-    def __init__(self, port, project_id, token, deadline, budget, think, seed, timed_from):
+    def __init__(self, target, project_id, token, deadline, budget, think, seed, timed_from):
         super().__init__(daemon=True)
-        self.port, self.token, self.deadline, self.budget, self.think = port, token, deadline, budget, think
+        self.target, self.token, self.deadline, self.budget, self.think = target, token, deadline, budget, think
         self.timed_from = timed_from
         self.next_url = f"/api/v1/projects/{project_id}/next-item/"
         self.post_url = f"/api/v1/projects/{project_id}/annotations/"
@@ -313,7 +332,9 @@ class Labeler(threading.Thread):
             headers["Content-Type"] = "application/json"
         for attempt in (1, 2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                scheme, host, port = self.target
+                connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+                self.conn = connection_class(host, port, timeout=30)
                 self.conn.connect()
                 # As browsers do: http.client sends a POST's headers and body in two writes, which
                 # Nagle's algorithm would otherwise hold back for the server's delayed ACK (~40 ms).
@@ -400,13 +421,13 @@ def percentiles(values):
 # ---- Report ------------------------------------------------------------------------------------
 
 
-def run_phase(args, ports, project_id, tokens, think_ms):
+def run_phase(args, targets, project_id, tokens, think_ms):
     """The labelers at one pace; their figures."""
     budget = Budget(args.max_requests)
     started = time.monotonic()
     labelers = [
         Labeler(
-            ports[n % len(ports)],
+            targets[n % len(targets)],
             project_id,
             token,
             deadline=started + args.seconds,
@@ -442,12 +463,21 @@ def report(args, phases, written, over, server_version):
 
     labels = sum(p["labels"] for p in phases)
     errors = [e for p in phases for e in p["errors"]]
+    if args.base_url:
+        servers = f"the server at {args.base_url}"
+    elif args.server == "gunicorn":
+        servers = f"gunicorn with {args.servers} sync workers (as docker/compose.yaml starts it)"
+    else:
+        servers = (
+            f"{args.servers} `manage.py runserver --noreload` processes (Django's threaded development server, "
+            f"standing in for gunicorn workers; with TCP_NODELAY on its connections as gunicorn sets it; labelers "
+            f"spread evenly over them)"
+        )
     lines = [
-        f"{args.labelers} concurrent simulated labelers over HTTP (token auth, one kept-alive loopback connection "
-        f"each) against {args.servers} `manage.py runserver --noreload` processes (Django's threaded development "
-        f"server, standing in for gunicorn workers, which are not installed here; with TCP_NODELAY on its "
-        f"connections as gunicorn sets it; labelers spread evenly over them), DEBUG off, persistent database "
-        f"connections, PostgreSQL {server_version}, on a {args.items:,}-item "
+        f"{args.labelers} concurrent simulated labelers over HTTP (token auth, one kept-alive connection each "
+        f"where the server keeps it) against {servers}, "
+        f"{'its own settings' if args.base_url else 'DEBUG off, persistent database connections'}, "
+        f"PostgreSQL {server_version}, on a {args.items:,}-item "
         f"text project (20 % consistency sample with overlap 3, 1 % gold, 1,000 active queue entries). Each "
         f"phase runs {args.seconds:g} s; latencies leave out its first {args.warmup_seconds:g} s (new connections, "
         f"first queries). Think time: each labeler's mean pause between a submit and its next ask. "
@@ -477,7 +507,9 @@ def report(args, phases, written, over, server_version):
         f"Items holding more labels than they need: {over}.",
         f"- Command: `.venv/bin/python benchmarks/labeling_throughput.py --items {args.items} "
         f"--labelers {args.labelers} --servers {args.servers} --seconds {args.seconds:g} "
-        f"--think-ms {args.think_ms}`, run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC.",
+        f"--think-ms {args.think_ms}"
+        + (f" --base-url {args.base_url}" if args.base_url else f" --server {args.server}")
+        + f"`, run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC.",
     ]
     if errors:
         lines.append(f"- First errors: {errors[:3]}")
@@ -501,12 +533,20 @@ def main(argv=None):
     connection.close()
 
     (ROOT / "var").mkdir(exist_ok=True)
-    ports = [args.port + n for n in range(args.servers)]
     servers = []
     try:
-        for port in ports:
-            servers.append(start_server(args.database_url, port, ROOT / "var" / f"benchmark-server-{port}.log"))
-        phases = [run_phase(args, ports, project.pk, tokens, float(t)) for t in args.think_ms.split(",")]
+        if args.base_url:
+            parts = urlsplit(args.base_url)
+            targets = [(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))]
+        elif args.server == "gunicorn":
+            log = ROOT / "var" / f"benchmark-gunicorn-{args.port}.log"
+            servers.append(start_server(args.database_url, args.port, log, "gunicorn", workers=args.servers))
+            targets = [("http", "127.0.0.1", args.port)]
+        else:
+            targets = [("http", "127.0.0.1", args.port + n) for n in range(args.servers)]
+            for _, _, port in targets:
+                servers.append(start_server(args.database_url, port, ROOT / "var" / f"benchmark-server-{port}.log"))
+        phases = [run_phase(args, targets, project.pk, tokens, float(t)) for t in args.think_ms.split(",")]
     finally:
         for server in servers:
             stop_server(server)

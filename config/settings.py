@@ -3,11 +3,15 @@
 Bad values fail loudly at start-up (ImproperlyConfigured) instead of surfacing later.
 """
 
+import base64
+import hashlib
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -56,6 +60,25 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS. With DEBUG off every default is the production one (`manage.py check --deploy` is clean);
+# a plain-HTTP run on loopback (`make run`) turns them off explicitly.
+_https = not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _https)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _https else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", _https)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", _https)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", _https)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", _https)
+# Behind a TLS-terminating proxy: "HTTP_X_FORWARDED_PROTO,https". Only when the proxy is the sole way
+# in and overwrites that header, or a client could claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured(
+        f"SECURE_PROXY_SSL_HEADER={','.join(_proxy_ssl_header)!r}: give a header and its value, "
+        "e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) or None
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -66,6 +89,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our own static files (the CSP allows no CDN)
+    "axes",
     "annotation",
     "active_learning",
     "training",
@@ -80,6 +105,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last: turns a login refused for too many failures into the lockout answer (config/lockout.py).
+    "axes.middleware.AxesMiddleware",
 ]
 
 if not DEBUG:
@@ -115,6 +143,11 @@ if _db_scheme == "sqlite":
     # A file, not Django's shared in-memory database: the live server's request threads in the
     # browser tests then get connections of their own.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# Persistent connections, checked before each request reuses one: a connection the database dropped
+# (restart, failover, an idle timeout) is replaced instead of failing the request with a 500.
+# SQLite gains nothing from keeping its file open across the development server's request threads.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("CONN_MAX_AGE", 0 if _db_scheme == "sqlite" else 60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -123,14 +156,54 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username and address before the password is checked at all.
+    "config.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "frontend:project-list"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (django-axes), on the login page, the admin's and the API token endpoint. After
+# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused
+# (429), even with the right password, until LOGIN_COOLOFF_SECONDS after the lockout. Failures are
+# counted in the database, so every web worker sees the same count.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("LOGIN_COOLOFF_SECONDS", 15 * 60))
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() < 1:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_COOLOFF_SECONDS must be 1 or more")
+# Username and address together: an attacker cannot lock a user out from elsewhere, and people
+# behind one office NAT do not lock each other out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The cool-off runs from the lockout; attempts during it neither count nor extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "config.lockout.lockout_response"
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+
+# Content-Security-Policy, enforced. Scripts and styles only from our own static files: the
+# templates have no inline <script> or on*= handler, and a page that needs one fails here first.
+# The one inline style attribute (the Markdown guideline's `white-space` on the labeling page) is
+# allowed by its hash alone; a new inline style is refused by the browser.
+_GUIDELINE_STYLE_HASH = f"'sha256-{base64.b64encode(hashlib.sha256(b'white-space: normal').digest()).decode()}'"
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.UNSAFE_HASHES, _GUIDELINE_STYLE_HASH],
+    "img-src": [CSP.SELF],  # also keeps guideline Markdown from loading images from elsewhere
+    "connect-src": [CSP.SELF],
+    "font-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
@@ -155,6 +228,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Data annotation with label consistency at its heart.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Names for choice sets that share a field name, so the schema (and `check --deploy`) has no warnings.
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStageEnum": "training.models.ModelVersion.Stage",
+        "CycleStageEnum": "active_learning.models.Cycle.Stage",
+        "CycleStrategyEnum": "active_learning.models.STRATEGY_CHOICES",
+        "LaunchStrategyEnum": "active_learning.sampling.STRATEGIES",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # Celery. The default broker is kombu's filesystem transport under var/, so `make run`
