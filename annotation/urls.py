@@ -26,6 +26,7 @@ urlpatterns = [
     path("projects/<int:project_id>/disagreements/", adj.DisagreementList.as_view(), name="disagreement-list"),
     path("projects/<int:project_id>/resolutions/", adj.ResolutionCreate.as_view(), name="resolution-create"),
     path("projects/<int:project_id>/send-back/", adj.SendBack.as_view(), name="send-back"),
+    path("projects/<int:project_id>/decisions/<int:pk>/undo/", adj.DecisionUndo.as_view(), name="decision-undo"),
     path("projects/<int:project_id>/guideline-notes/", adj.GuidelineNoteCreate.as_view(), name="guideline-note"),
     path("projects/<int:project_id>/classes/", adj.ClassList.as_view(), name="class-list"),
     path("projects/<int:project_id>/classes/merge/", adj.ClassMerge.as_view(), name="class-merge"),

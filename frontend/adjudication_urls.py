@@ -15,7 +15,4 @@ urlpatterns = [
     path("projects/<slug:slug>/guidelines/preview/", views.guideline_preview, name="guideline-preview"),
     path("projects/<slug:slug>/classes/", views.classes_page, name="classes"),
     path("projects/<slug:slug>/classes/action/", views.class_action, name="class-action"),
-    # An API endpoint (token or session auth, JSON), routed here because annotation/urls.py is not
-    # this module's to edit: it belongs beside api:resolution-create as api:decision-undo.
-    path("api/v1/projects/<int:project_id>/decisions/<int:pk>/undo/", DecisionUndo.as_view(), name="decision-undo"),
 ]

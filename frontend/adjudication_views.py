@@ -193,7 +193,7 @@ def item_page(request, slug, item_id):
             "resolve": reverse("api:resolution-create", args=[project.pk]),
             "sendBack": reverse("api:send-back", args=[project.pk]),
             "note": reverse("api:guideline-note", args=[project.pk]),
-            "undo": reverse("adjudication:decision-undo", args=[project.pk, 0]),
+            "undo": reverse("api:decision-undo", args=[project.pk, 0]),
         },
     }
     return render(

@@ -42,6 +42,7 @@ from ..models import (
     TaskType,
 )
 from ..quality import label_entropy
+from ..text_rules import short_label_problem
 from . import labeling
 from .labeling import Conflict, NotFound
 from .projects import assign_shortcuts
@@ -788,6 +789,9 @@ def _check_name(project, name, field_name="name", exclude_pk=None):
         raise DomainError("a class name may not be empty", field_name)
     if len(name) > MAX_CLASS_NAME:
         raise DomainError(f"a class name has at most {MAX_CLASS_NAME} characters", field_name)
+    problem = short_label_problem(name)
+    if problem:
+        raise DomainError(f"the name {name!r} {problem}", field_name)
     taken = LabelClass.objects.filter(project=project, name=name)
     if exclude_pk is not None:
         taken = taken.exclude(pk=exclude_pk)

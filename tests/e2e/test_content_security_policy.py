@@ -1,5 +1,5 @@
 """Every page works under the enforced Content-Security-Policy: Chromium reports no violation on
-the pages of each role, the API docs included, and the one inline style allowed by hash applies."""
+the pages of each role, the API docs included, and no inline style is needed."""
 
 import pytest
 from playwright.sync_api import expect
@@ -62,8 +62,8 @@ def test_pages_of_each_role_have_no_csp_violations(page, birds):
     expect(page.get_by_role("heading", name="Projects")).to_be_visible()
     label = visit(page, console, "/projects/birds/label/", lambda p: p.locator("#lab-image"))
     problems["/projects/birds/label/"] = [v for v in label if "tracker.example" not in v]
-    # The guideline's picture from elsewhere, where the Markdown kept it, was refused; the hashed
-    # inline style applied.
+    # The guideline's picture from elsewhere, where the Markdown kept it, was refused; the guideline's
+    # style comes from the stylesheet, not an inline attribute.
     if page.locator('img[src*="tracker.example"]').count():
         assert any("img-src" in v and "tracker.example" in v for v in label), label
     assert page.locator(".guide__text--md").evaluate("e => getComputedStyle(e).whiteSpace") == "normal"

@@ -881,7 +881,7 @@ def test_undo_api_and_decision_answers(project, board, sme, labeler, outsider, a
         format="json",
     ).json()
     assert created["event"] and created["undo_seconds"] == 30
-    url = reverse("adjudication:decision-undo", args=[project.pk, created["event"]])
+    url = reverse("api:decision-undo", args=[project.pk, created["event"]])
     for user in (labeler, outsider):
         assert api_as(user).post(url, format="json").status_code == 404
     answer = client.post(url, format="json")
@@ -889,11 +889,11 @@ def test_undo_api_and_decision_answers(project, board, sme, labeler, outsider, a
     assert not Resolution.objects.filter(is_current=True).exists()
     again = client.post(url, format="json")
     assert again.status_code == 400 and "already undone" in again.json()["event"][0]
-    missing = client.post(reverse("adjudication:decision-undo", args=[project.pk, 999999]), format="json")
+    missing = client.post(reverse("api:decision-undo", args=[project.pk, 999999]), format="json")
     assert missing.status_code == 404
     sent = client.post(reverse("api:send-back", args=[project.pk]), {"item": board["unsure"].pk}, format="json").json()
     assert sent["retired_annotations"] == 1 and sent["event"]
-    assert client.post(reverse("adjudication:decision-undo", args=[project.pk, sent["event"]])).status_code == 200
+    assert client.post(reverse("api:decision-undo", args=[project.pk, sent["event"]])).status_code == 200
     assert Annotation.objects.filter(item=board["unsure"], is_current=True).count() == 1
 
 
