@@ -26,7 +26,7 @@ AA = 4.5
 # own light paper), aria-hidden decoration, and text over a background image are left out: their
 # background is not one colour.
 CONTRAST_JS = """
-() => {
+(aa) => {
   const parse = (c) => {
     const m = c.match(/rgba?\\(([^)]+)\\)/);
     if (!m) return null;
@@ -67,29 +67,35 @@ CONTRAST_JS = """
     const fg = over(parse(style.color), bg);
     const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
     const ratio = (hi + 0.05) / (lo + 0.05);
-    if (ratio < %(aa)s) {
+    if (ratio < aa) {
       bad.push(`${ratio.toFixed(2)} ${el.tagName.toLowerCase()}.${[...el.classList].join('.')}` +
                ` "${node.textContent.trim().slice(0, 30)}" ${style.color} on rgb(${bg.slice(0, 3).join(', ')})`);
     }
   }
   return bad;
 }
-""" % {"aa": AA}
+"""
 
 
 # ---- Data: each page's own -------------------------------------------------------------------
 
 
-def _labelled(project, labeler, labeler2):
-    """Digits with gold labels, two labelers who disagree on some, and unlabelled ones (the pool)."""
+def _labelled(project, labelers):
+    """Digits with gold labels, three labelers who disagree on some (so the review queue has
+    items), an unsure label with a note, and unlabelled digits (the pool a cycle samples)."""
+    from annotation.models import Annotation
     from annotation.services import labeling
     from tests.integration.training_data import add_digit_items, label
 
     items = add_digit_items(project, 45) + add_digit_items(project, 45, gold=False, start=45)
     classes = list(project.label_classes.filter(is_ambiguity=False).order_by("order"))
     for i, item in enumerate(items[:30]):
-        label(item, labeler, classes[i % 3])
-        label(item, labeler2, classes[(i + (i % 4 == 0)) % 3])  # every fourth item disputed
+        item.in_consistency_sample = True  # needs three labels: their disagreement is measured
+        item.save(update_fields=["in_consistency_sample"])
+        for j, user in enumerate(labelers):
+            wrong = (i + j) % 4 == 0 and j > 0  # the second and third labelers slip now and then
+            label(item, user, classes[(i + wrong) % 3])
+    Annotation.objects.filter(item=items[1], labeler=labelers[0]).update(unsure=True, note="thin stroke, 1 or 7?")
     labeling.refresh_queue_state(project)
     return items
 
@@ -115,39 +121,63 @@ def _cycle(project, mle):
 
 
 def _disputed_item(project):
-    """The first labelled item: its two labels disagree (see _labelled), so it is in the queue."""
-    return project.items.get(external_id="digit-0000").pk
+    """An item whose labels disagree (see _labelled), so it is in the review queue."""
+    return project.items.get(external_id="digit-0003").pk
 
 
-# Each README page: (name, who opens it, how to build its data and URL).
+# Each README page: who opens it, how to build its data and URL, and what must be on it (so the
+# layout is checked with the page's content, not an empty state).
 PAGES = {
-    "login": (None, lambda p, users: reverse("login")),
-    "project list": ("mle", lambda p, users: reverse("frontend:project-list")),
-    "project": ("mle", lambda p, users: reverse("frontend:project-detail", args=[p.slug])),
-    "labeling": ("lab1", lambda p, users: reverse("labeling:label", args=[p.slug])),
-    "my work": ("lab1", lambda p, users: reverse("labeling:my-work", args=[p.slug])),
-    "quality": ("sme", lambda p, users: reverse("quality:dashboard", args=[p.slug])),
-    "review queue": ("sme", lambda p, users: reverse("adjudication:queue", args=[p.slug])),
-    "SME item": ("sme", lambda p, users: reverse("adjudication:item", args=[p.slug, _disputed_item(p)])),
-    "classes": ("sme", lambda p, users: reverse("adjudication:classes", args=[p.slug])),
-    "guidelines": ("sme", lambda p, users: reverse("adjudication:guidelines", args=[p.slug])),
-    "models": ("mle", lambda p, users: _trained(p) and reverse("training:model-list", args=[p.slug])),
+    "login": (None, lambda p, users: reverse("login"), "#id_username"),
+    "project list": ("mle", lambda p, users: reverse("frontend:project-list"), 'tr[data-project="birds"]'),
+    "project": ("mle", lambda p, users: reverse("frontend:project-detail", args=[p.slug]), ".thumb img"),
+    "labeling": ("lab1", lambda p, users: reverse("labeling:label", args=[p.slug]), "#lab-image"),
+    "my work": ("lab1", lambda p, users: reverse("labeling:my-work", args=[p.slug]), "table.work-table"),
+    "quality": ("sme", lambda p, users: reverse("quality:dashboard", args=[p.slug]), '[data-table="labelers"]'),
+    "review queue": (
+        "sme",
+        lambda p, users: reverse("adjudication:queue", args=[p.slug]),
+        '[data-testid="review-queue"] tbody a',
+    ),
+    "SME item": (
+        "sme",
+        lambda p, users: reverse("adjudication:item", args=[p.slug, _disputed_item(p)]),
+        '[data-testid="item-labels"]',
+    ),
+    "classes": ("sme", lambda p, users: reverse("adjudication:classes", args=[p.slug]), "table.table--classes"),
+    "guidelines": ("sme", lambda p, users: reverse("adjudication:guidelines", args=[p.slug]), "main h1"),
+    "models": (
+        "mle",
+        lambda p, users: _trained(p) and reverse("training:model-list", args=[p.slug]),
+        "table.table--models",
+    ),
     "model detail": (
         "mle",
         lambda p, users: reverse("training:model-detail", args=[p.slug, _trained(p).short_id]),
+        '[data-chart="confusion"] svg',
     ),
-    "cycles": ("mle", lambda p, users: _cycle(p, users["mle"]) and reverse("cycles:cycle-list", args=[p.slug])),
+    "cycles": (
+        "mle",
+        lambda p, users: _cycle(p, users["mle"]) and reverse("cycles:cycle-list", args=[p.slug]),
+        "table.c-table",
+    ),
     "cycle detail": (
         "mle",
         lambda p, users: reverse("cycles:cycle-detail", args=[p.slug, _cycle(p, users["mle"]).number]),
+        '[data-table="strategies"]',
     ),
 }
 
 
 @pytest.fixture
 def site(transactional_db, project, labeler, labeler2, sme, mle):
-    _labelled(project, labeler, labeler2)
-    return project, {"lab1": labeler, "lab2": labeler2, "sme": sme, "mle": mle}
+    from annotation.models import Membership
+    from tests.conftest import make_user
+
+    labeler3 = make_user("lab3")
+    Membership.objects.create(user=labeler3, project=project, role="labeler")
+    _labelled(project, [labeler, labeler2, labeler3])
+    return project, {"lab1": labeler, "lab2": labeler2, "lab3": labeler3, "sme": sme, "mle": mle}
 
 
 def _context(browser, live_server, user, **options):
@@ -172,7 +202,7 @@ def _body_background(page):
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_fits_a_phone_in_the_dark_theme_with_readable_text(name, browser, live_server, site, output_path):
     project, users = site
-    who, build = PAGES[name]
+    who, build, content = PAGES[name]
     url = build(project, users)
     user = users[who] if who else None
     out = Path(output_path)
@@ -182,6 +212,7 @@ def test_page_fits_a_phone_in_the_dark_theme_with_readable_text(name, browser, l
     response = page.goto(url)
     assert response.status == 200, (name, url, response.status)
     page.wait_for_load_state("networkidle")
+    assert page.locator(content).first.is_visible(), f"{name}: {content} missing"
 
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if widths[0] > widths[1]:
@@ -203,14 +234,14 @@ def test_page_fits_a_phone_in_the_dark_theme_with_readable_text(name, browser, l
 
     dark = _body_background(page)
     assert dark == "rgb(15, 20, 25)", dark  # --bg of the dark theme
-    assert page.evaluate(CONTRAST_JS) == [], f"{name}, dark theme: text below {AA}:1"
+    assert page.evaluate(CONTRAST_JS, AA) == [], f"{name}, dark theme: text below {AA}:1"
     page.screenshot(path=out / "dark-390.png", full_page=True)
 
     page.emulate_media(color_scheme="light")
     page.evaluate("Promise.all(document.getAnimations().map((a) => a.finished))")  # colour transitions
     light = _body_background(page)
     assert light != dark and light == "rgb(245, 246, 248)", light
-    assert page.evaluate(CONTRAST_JS) == [], f"{name}, light theme: text below {AA}:1"
+    assert page.evaluate(CONTRAST_JS, AA) == [], f"{name}, light theme: text below {AA}:1"
     page.screenshot(path=out / "light-390.png", full_page=True)
     context.close()
 

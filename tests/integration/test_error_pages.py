@@ -71,7 +71,7 @@ def test_a_non_member_gets_the_same_404_page_as_for_a_missing_project(client, pr
         page = assert_branded(response)
         assert "Page not found" in page and 'data-error="404"' in page and NO_ACCESS not in page
         assert project.name not in page  # nothing about the project leaks
-        assert f"<code class=\"wrap\">{url}</code>" in page
+        assert f'<code class="wrap">{url}</code>' in page
         # Apart from the address, the page is the one a project that does not exist gets.
         assert without_token(page).replace(url, "") == without_token(missing.content.decode()).replace(
             "/projects/no-such-project/review/", ""
