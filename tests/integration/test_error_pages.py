@@ -99,6 +99,17 @@ def test_the_api_still_hides_staff_endpoints_from_labelers(api_as, project, labe
     assert api_as(sme).get(url).status_code == 200
 
 
+def test_a_stale_form_gets_the_branded_csrf_page(project, labeler):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(labeler)
+    response = client.post(reverse("logout"))  # no token, as from a page left open too long
+    assert response.status_code == 403
+    page = assert_branded(response)
+    assert "This form has expired" in page and "Nothing was saved" in page
+
+
 def test_the_500_page_renders_without_a_request_or_context():
     from django.views.defaults import server_error
 
