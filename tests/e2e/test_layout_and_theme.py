@@ -1,7 +1,8 @@
 """Every page the README lists, in a real Chromium on a 390 px wide phone in the dark theme: it
 answers 200, nothing makes the page scroll sideways, the dark theme is applied (the computed
 background differs from the light theme's), and every visible piece of text is at least 4.5:1
-against the background it sits on (WCAG AA), in both themes.
+against the background it sits on (WCAG AA), in both themes. The 403 and 404 pages get the same
+checks, and the skip link is the first stop of the keyboard.
 
 Each page builds only the data it needs (a model to train for the model pages, a finished cycle
 for the cycle pages), so one slow page does not slow the others. Screenshots of each page (dark
@@ -199,21 +200,9 @@ def _body_background(page):
     return page.evaluate("getComputedStyle(document.body).backgroundColor")
 
 
-@pytest.mark.parametrize("name", list(PAGES))
-def test_page_fits_a_phone_in_the_dark_theme_with_readable_text(name, browser, live_server, site, output_path):
-    project, users = site
-    who, build, content = PAGES[name]
-    url = build(project, users)
-    user = users[who] if who else None
-    out = Path(output_path)
-
-    context = _context(browser, live_server, user, viewport=PHONE, color_scheme="dark")
-    page = context.new_page()
-    response = page.goto(url)
-    assert response.status == 200, (name, url, response.status)
-    page.wait_for_load_state("networkidle")
-    assert page.locator(content).first.is_visible(), f"{name}: {content} missing"
-
+def _check_fits_dark_and_readable(page, name, out):
+    """The checks of a page open at 390 px in the dark theme: no sideways scroll, the dark
+    background, AA text; then the same page in the light theme: another background, AA text."""
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     if widths[0] > widths[1]:
         culprits = page.evaluate(
@@ -243,6 +232,23 @@ def test_page_fits_a_phone_in_the_dark_theme_with_readable_text(name, browser, l
     assert light != dark and light == "rgb(245, 246, 248)", light
     assert page.evaluate(CONTRAST_JS, AA) == [], f"{name}, light theme: text below {AA}:1"
     page.screenshot(path=out / "light-390.png", full_page=True)
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_fits_a_phone_in_the_dark_theme_with_readable_text(name, browser, live_server, site, output_path):
+    project, users = site
+    who, build, content = PAGES[name]
+    url = build(project, users)
+    user = users[who] if who else None
+    out = Path(output_path)
+
+    context = _context(browser, live_server, user, viewport=PHONE, color_scheme="dark")
+    page = context.new_page()
+    response = page.goto(url)
+    assert response.status == 200, (name, url, response.status)
+    page.wait_for_load_state("networkidle")
+    assert page.locator(content).first.is_visible(), f"{name}: {content} missing"
+    _check_fits_dark_and_readable(page, name, out)
     context.close()
 
     context = _context(browser, live_server, user, viewport=VIEWPORT, color_scheme="dark")
@@ -265,4 +271,22 @@ def test_the_skip_link_is_the_first_stop_and_moves_focus_to_the_main_content(bro
     assert link.bounding_box()["y"] >= 0  # visible while focused
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
+    context.close()
+
+
+@pytest.mark.parametrize("case", ["403", "404"])
+def test_the_error_pages_fit_a_phone_in_the_dark_theme(case, browser, live_server, site, outsider, output_path):
+    """A labeler opening the review queue gets the 403 page; a non-member opening the project,
+    the 404 page; both with the site's look and the same layout and contrast checks."""
+    project, users = site
+    user, heading = (
+        (users["lab1"], "You don't have access to this page") if case == "403" else (outsider, "Page not found")
+    )
+    url = reverse("adjudication:queue", args=[project.slug])
+    context = _context(browser, live_server, user, viewport=PHONE, color_scheme="dark")
+    page = context.new_page()
+    response = page.goto(url)
+    assert response.status == int(case)
+    assert page.get_by_role("heading", level=1).inner_text() == heading
+    _check_fits_dark_and_readable(page, f"{case} page", Path(output_path))
     context.close()
