@@ -21,27 +21,40 @@ def role_in(user, project):
 
 
 def require_role(role, roles):
-    """Refuse a member whose `role` is not in `roles`.
+    """Refuse a member whose `role` is not in `roles` with 403 (PermissionDenied).
 
-    Labelers get 404 for anything meant for SMEs and MLEs: those pages and endpoints do not exist
-    for them. An SME refused an MLE-only action gets 403: they can see the thing, not do it.
+    Pages call this after the project lookup has already answered 404 to non-members, so a member
+    learns only what their own project has: "you don't have access to this page" beats a 404 that
+    reads like a broken link. The API hides staff endpoints from labelers instead (see
+    `project_for`).
     """
+    if role in roles:
+        return
+    needed = " or ".join(Role(r).label for r in roles)
+    yours = Role(role).label if role else "none"
+    raise PermissionDenied(f"This needs the role {needed} in this project; your role is {yours}.")
+
+
+def _require_api_role(role, roles):
+    """The API's rule: labelers get 404 for anything meant for SMEs and MLEs (those endpoints do
+    not exist for them); an SME refused an MLE-only action gets 403: they can see the thing, not
+    do it."""
     if role in roles:
         return
     if role not in STAFF_ROLES:
         raise Http404("No such page.")
-    raise PermissionDenied(f"This needs the role {' or '.join(roles)} in the project; you are {role}.")
+    require_role(role, roles)
 
 
 def project_for(user, project_id, roles=None):
-    """The project if the user is a member (404 otherwise), with `.role` set; with `roles`,
-    see `require_role`."""
+    """The project if the user is a member (404 otherwise), with `.role` set; with `roles`, the
+    API's role check (`_require_api_role`)."""
     project = Project.objects.visible_to(user).filter(pk=project_id).first()
     if project is None:
         raise Http404("No such project.")
     project.role = role_in(user, project)
     if roles is not None:
-        require_role(project.role, roles)
+        _require_api_role(project.role, roles)
     return project
 
 

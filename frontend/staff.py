@@ -7,8 +7,9 @@ from annotation.models import Project, Role
 
 
 def staff_project(request, slug, roles=STAFF_ROLES):
-    """The project for a member holding one of ``roles`` (see annotation.access.require_role),
-    with ``.role`` set."""
+    """The project for a member holding one of ``roles``, with ``.role`` set: 404 for a non-member
+    (the project does not exist for them), 403 for a member without the role (the 403 page says
+    they have no access; see annotation.access.require_role)."""
     project = get_object_or_404(Project.objects.visible_to(request.user), slug=slug)
     project.role = role_in(request.user, project)
     require_role(project.role, roles)
