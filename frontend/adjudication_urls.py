@@ -1,7 +1,5 @@
 from django.urls import path
 
-from annotation.api.adjudication import DecisionUndo
-
 from . import adjudication_views as views
 
 app_name = "adjudication"

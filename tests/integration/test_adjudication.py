@@ -529,22 +529,24 @@ def pages(project, board):
     ]
 
 
-def test_pages_404_for_labelers_and_outsiders_and_render_for_staff(client, project, board, labeler, outsider, sme, mle):
-    for user in (labeler, outsider):
+def test_pages_403_for_labelers_404_for_outsiders_and_render_for_staff(
+    client, project, board, labeler, outsider, sme, mle
+):
+    for user, code in [(labeler, 403), (outsider, 404)]:
         client.force_login(user)
         for url in pages(project, board):
-            assert client.get(url).status_code == 404, (user, url)
+            assert client.get(url).status_code == code, (user, url)
         assert (
             client.post(
                 reverse("adjudication:class-action", args=[project.slug]), {"action": "add", "name": "z"}
             ).status_code
-            == 404
+            == code
         )
         assert (
             client.post(
                 reverse("adjudication:guidelines", args=[project.slug]), {"text": "x", "action": "publish"}
             ).status_code
-            == 404
+            == code
         )
     for user in (sme, mle):
         client.force_login(user)

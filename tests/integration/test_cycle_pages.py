@@ -47,14 +47,14 @@ def urls(project, number):
 def test_pages_for_each_role(client, project, mle, sme, labeler, outsider, no_worker):
     cycle = services.launch(project, strategy="random", batch_size=5, user=mle)
     url = urls(project, cycle.number)
-    for user, code in [(outsider, 404), (labeler, 404), (sme, 200), (mle, 200)]:
+    for user, code in [(outsider, 404), (labeler, 403), (sme, 200), (mle, 200)]:
         client.force_login(user)
         for name in ("list", "status", "detail"):
             assert client.get(url[name]).status_code == code, (user, name)
-    for user in (outsider, labeler):
+    for user, code in [(outsider, 404), (labeler, 403)]:  # a member without the role: 403
         client.force_login(user)
-        assert client.post(url["list"], {"strategy": "mix"}).status_code == 404
-        assert client.post(url["cancel"]).status_code == 404
+        assert client.post(url["list"], {"strategy": "mix"}).status_code == code
+        assert client.post(url["cancel"]).status_code == code
 
     client.force_login(sme)
     page = client.get(url["list"]).content.decode()

@@ -470,7 +470,7 @@ def test_page_roles_and_404(birds, labeler, sme, mle, outsider, browser_as, clie
     response = client.get(url)
     assert response.status_code == 302 and "/login/" in response["Location"]
     assert browser_as(outsider).get(url).status_code == 404
-    assert browser_as(labeler).get(url).status_code == 404
+    assert browser_as(labeler).get(url).status_code == 403
     for user in (sme, mle):
         page = browser_as(user).get(url)
         assert page.status_code == 200

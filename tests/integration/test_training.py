@@ -477,7 +477,7 @@ def test_pages_for_each_role(client, ready_model, project, mle, sme, labeler, ou
     list_url = reverse("training:model-list", args=[project.slug])
     detail_url = reverse("training:model-detail", args=[project.slug, ready_model.short_id])
     status_url = reverse("training:model-status", args=[project.slug])
-    for user, code in [(outsider, 404), (labeler, 404), (sme, 200), (mle, 200)]:
+    for user, code in [(outsider, 404), (labeler, 403), (sme, 200), (mle, 200)]:
         client.force_login(user)
         for url in (list_url, detail_url, status_url):
             assert client.get(url).status_code == code, (user, url)
@@ -732,7 +732,7 @@ def test_a_top_k_list_goes_to_the_sme_review_queue_once(client, ready_model, pro
     assert "Choose one of the model" in client.post(url, {"list": "everything"}, follow=True).content.decode()
 
     client.force_login(labeler)
-    assert client.post(url, {"list": "train-most-uncertain"}).status_code == 404
+    assert client.post(url, {"list": "train-most-uncertain"}).status_code == 403
     client.force_login(outsider)
     assert client.post(url, {"list": "train-most-uncertain"}).status_code == 404
 
