@@ -217,6 +217,10 @@ def test_item_files_are_for_members_only(client, labeler, outsider, project):
     client.force_login(outsider)
     assert client.get(url).status_code == 404
     client.force_login(labeler)
+    assert client.get(url).status_code == 404  # not served to them yet
+    from annotation.services import labeling
+
+    assert labeling.next_item(project, labeler).item == item
     response = client.get(url)
     assert response.status_code == 200 and b"".join(response.streaming_content) == png_bytes(7)
     assert client.get(reverse("item-file", args=[item.pk, "thumbnail"])).status_code == 200
