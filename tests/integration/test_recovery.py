@@ -252,3 +252,25 @@ def test_the_heartbeat_beats_while_the_run_holds_its_claim_and_stops_when_it_los
         while beats() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not beats()
+
+
+@pytest.mark.django_db
+def test_the_pages_say_why_the_work_was_requeued(
+    client, al_project, mle, monkeypatch, chains, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    cycle = killed_while(al_project, mle, monkeypatch, target=SklearnLogReg, name="fit")
+    at = silence(Cycle, cycle.pk)
+    silence(ModelVersion, cycle.model_version_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        cycle_recovery.reap()
+    note = f"The worker stopped responding at {at} while training and evaluating; re-queued (attempt 2 of 3)."
+    client.force_login(mle)
+    for page in ("cycle-list", "cycle-detail"):
+        args = [al_project.slug] + ([1] if page == "cycle-detail" else [])
+        assert note in client.get(reverse(f"cycles:{page}", args=args)).content.decode(), page
+    live = client.get(reverse("cycles:cycle-status", args=[al_project.slug])).json()["cycles"]
+    assert [c["stage_label"] for c in live] == [f"Training: fitting · {note}"]
+    models = client.get(reverse("training:model-status", args=[al_project.slug])).json()["models"]
+    assert [m["stage_label"] for m in models] == [f"Fitting · {note}"]
