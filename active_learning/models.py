@@ -69,7 +69,10 @@ class Cycle(models.Model):
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
     attempts = models.PositiveIntegerField(default=0, help_text="Steps a worker has started.")
     run_token = models.CharField(max_length=32, blank=True, editable=False)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    recoveries = models.PositiveIntegerField(
+        default=0, help_text="Times the reaper re-queued it after its worker stopped responding."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(db_default=Now())
     started_at = models.DateTimeField(null=True, blank=True)

@@ -15,10 +15,14 @@ steps (``active_learning/tasks.py``):
 
 Nothing touches the labeling queue before step 4, and step 4 is one transaction: a worker killed
 at any step leaves the queue as it was. Tasks are acknowledged late (config/settings.py), so the
-killed step is redelivered and resumes from the cycle's stage; a cycle whose worker went silent
-for ``STALE_AFTER_SECONDS`` is failed with that reason when the project's next cycle is launched.
-Each step claims the cycle with a new token and every write is conditional on it, so a cancelled
-cycle, or a step another delivery took over, stops at its next write.
+killed step is redelivered and resumes from the cycle's stage. While a step runs, a heartbeat
+thread stamps the cycle (training/heartbeat.py); when a whole worker process dies, Redis gives
+its message back only after the visibility timeout (hours), so the periodic reaper
+(active_learning/recovery.py) re-queues a cycle whose heartbeat stopped for ``STALE_AFTER_SECONDS``
+from the step it reached, and fails it after ``MAX_ATTEMPTS`` runs; a launch fails a silent cycle
+no reaper got to. Each step claims the cycle with a new token and every write is conditional on
+it, so a cancelled cycle, or a step another delivery (the broker's or the reaper's) took over,
+stops at its next write, and the batch is written once.
 
 The pool: the project's train-split items with no current label, no gold, not finished, not in
 the model's snapshot, and not held by a queue entry of another kind (an SME's send-back). Dev and
@@ -43,6 +47,7 @@ from annotation.errors import DomainError
 from annotation.models import Annotation, GoldLabel, Item, Project, QueueEntry, Split
 from annotation.services.review import request_review
 from training import services as training
+from training.heartbeat import beating
 from training.models import ModelVersion, SnapshotLabel
 from training.trainers import atomic_write
 
@@ -57,7 +62,7 @@ DEFAULTS = {
     "MAX_BATCH": 5000,
     "SCORE_CHUNK": 512,  # pool items predicted at a time
     "MAX_CENTERS": 5000,  # labeled items diversity measures distance to (a seeded sample beyond)
-    "STALE_AFTER_SECONDS": 3600,
+    "STALE_AFTER_SECONDS": 180,  # no heartbeat for this long: the worker is gone (see recovery.py)
 }
 # Cycle entries come after an SME's send-back (1e6) and before everything else; a batch keeps its order.
 PRIORITY_BASE = 1000.0
@@ -160,15 +165,17 @@ def _busy(running) -> CycleConflict:
     )
 
 
-def queue_chain(cycle_id: int) -> None:
-    """Queue the chain; if the broker refuses, the cycle fails with that reason."""
+def queue_chain(cycle_id: int, from_stage=Cycle.Stage.QUEUED) -> None:
+    """Queue the chain (the steps from ``from_stage`` on: the reaper resumes a cycle where it
+    stopped); if the broker refuses, the cycle fails with that reason."""
     from celery import chain
 
     from .tasks import STEPS
 
     queue = training.training_settings()["QUEUE"] or None
+    first = STEP_STAGES.index(from_stage) if from_stage in STEP_STAGES else 0
     try:
-        chain(*(step.si(cycle_id).set(queue=queue) for step in STEPS)).apply_async()
+        chain(*(step.si(cycle_id).set(queue=queue) for step in STEPS[first:])).apply_async()
     except Exception as exc:
         logger.exception("could not queue cycle %s", cycle_id)
         Cycle.objects.filter(pk=cycle_id, status__in=Cycle.ACTIVE).update(
@@ -205,17 +212,28 @@ def cancel(cycle: Cycle, *, user=None) -> Cycle:
     return cycle
 
 
-def fail_stale_cycles(project) -> int:
-    """Fail the project's active cycles with no word from a worker for ``STALE_AFTER_SECONDS``
-    (neither from the cycle's steps nor from the model it trains)."""
-    limit = timezone.now() - timezone.timedelta(seconds=int(cycle_settings()["STALE_AFTER_SECONDS"]))
+def stale_limit():
+    """Heartbeats older than this are a lost worker's."""
+    return timezone.now() - timezone.timedelta(seconds=int(cycle_settings()["STALE_AFTER_SECONDS"]))
+
+
+def stale_cycles(limit):
+    """Active cycles with no word from a worker since ``limit``: neither from the cycle's steps nor
+    from the model it is training (never started ones count from their creation)."""
     quiet = Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=limit)
     model_quiet = (
         Q(model_version__isnull=True)
+        | ~Q(model_version__status=ModelVersion.Status.TRAINING)
         | Q(model_version__heartbeat_at__lt=limit)
         | Q(model_version__heartbeat_at__isnull=True)
     )
-    stale = Cycle.objects.filter(project=project, status__in=Cycle.ACTIVE).filter(quiet & model_quiet)
+    return Cycle.objects.filter(status__in=Cycle.ACTIVE).filter(quiet & model_quiet)
+
+
+def fail_stale_cycles(project) -> int:
+    """Fail the project's active cycles with no word from a worker for ``STALE_AFTER_SECONDS``
+    (what a launch does when no reaper re-queued them first)."""
+    stale = stale_cycles(stale_limit()).filter(project=project)
     count = 0
     for cycle in stale:
         count += Cycle.objects.filter(pk=cycle.pk, status__in=Cycle.ACTIVE).update(
@@ -293,7 +311,8 @@ def _run(step: Step | None, body) -> str | None:
     if step is None:
         return None
     try:
-        return body(step)
+        with beating(step._mine, cycle_settings()["STALE_AFTER_SECONDS"]):
+            return body(step)
     except Stopped:
         logger.info("cycle %s stopped (cancelled, failed or taken over) during %s", step.cycle.pk, step.cycle.stage)
         return None
@@ -479,6 +498,8 @@ def queue_step(cycle_id: int) -> str | None:
 
 # The chain's steps in order: tasks.py queues them; ``run_cycle --sync`` runs them in-process.
 STEPS = (train_step, score_step, select_step, queue_step)
+# The stage each step claims, in the same order (where a re-queued chain starts).
+STEP_STAGES = (Cycle.Stage.TRAINING, Cycle.Stage.SCORING, Cycle.Stage.SELECTING, Cycle.Stage.QUEUEING)
 
 
 def write_batch(cycle: Cycle) -> dict:
@@ -558,6 +579,8 @@ def progress_payload(cycle: Cycle) -> dict:
     stage_label = cycle.get_stage_display()
     if cycle.stage == Cycle.Stage.TRAINING and version is not None and version.status == ModelVersion.Status.TRAINING:
         stage_label = f"Training: {version.get_stage_display().lower()}"
+    if cycle.is_active and cycle.error:
+        stage_label = f"{stage_label} · {cycle.error}"  # the reaper's note: its worker was lost
     return {
         "id": cycle.pk,
         "number": cycle.number,

@@ -42,3 +42,12 @@ def queue_step(cycle_id: int) -> str | None:
 
 
 STEPS = (train_step, score_step, select_step, queue_step)
+
+
+@shared_task(name="active_learning.reap")
+def reap() -> dict:
+    """Re-queue cycles whose worker stopped responding from the step they reached, or fail them
+    after ``MAX_ATTEMPTS`` runs (active_learning/recovery.py). Celery beat runs it."""
+    from .recovery import reap
+
+    return reap()

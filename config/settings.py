@@ -261,6 +261,40 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+
+def _positive(name, default):
+    value = env_int(name, default)
+    if value < 1:
+        raise ImproperlyConfigured(f"{name}={value} must be at least 1")
+    return value
+
+
+# Work survives a dead worker (training/heartbeat.py, training/recovery.py, active_learning/recovery.py).
+# Tasks are acknowledged late, so the message of a task whose worker process dies stays in the
+# broker; with Redis it is delivered again only after the visibility timeout. That timeout must
+# outlast the longest task (a Keras training or a cycle's training step on a large project), or a
+# task still running is delivered a second time: hence hours, not minutes. A dead worker is found
+# sooner by heartbeat: running trainings, exports and cycles are stamped every HEARTBEAT_SECONDS,
+# and Celery beat (`celery -A config beat`) runs the reapers every REAP_EVERY_SECONDS; they re-queue
+# work whose heartbeat stopped for the app's STALE_AFTER_SECONDS (CONCORD_TRAINING,
+# CONCORD_ACTIVE_LEARNING), and fail it with the reason once it has had MAX_ATTEMPTS runs.
+if _broker_scheme in {"redis", "rediss"}:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _positive("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
+CONCORD_WORKER = {
+    "HEARTBEAT_SECONDS": _positive("CONCORD_WORKER_HEARTBEAT_SECONDS", 15),
+    "REAP_EVERY_SECONDS": _positive("CONCORD_WORKER_REAP_EVERY_SECONDS", 60),
+    "MAX_ATTEMPTS": _positive("CONCORD_WORKER_MAX_ATTEMPTS", 3),  # runs of one piece of work, the first included
+}
+CELERY_BEAT_SCHEDULE = {
+    name: {
+        "task": task,
+        "schedule": float(CONCORD_WORKER["REAP_EVERY_SECONDS"]),
+        # A reaper queued while no worker runs is dropped rather than run many times over later.
+        "options": {"expires": float(CONCORD_WORKER["REAP_EVERY_SECONDS"])},
+    }
+    for name, task in [("reap-trainings-and-exports", "training.reap"), ("reap-cycles", "active_learning.reap")]
+}
+
 # App tuning, one namespaced dict per app.
 CONCORD_IMPORT = {
     "MAX_UPLOAD_BYTES": env_int("CONCORD_IMPORT_MAX_UPLOAD_BYTES", 500 * 1024 * 1024),

@@ -5,7 +5,9 @@
 (training/export.py), runs the parity check on the dev split, writes the bundle atomically and
 registers it. A claim token makes a second delivery of the same task harmless: only the run
 holding the token may register its bundle. Failures mark the export ``failed`` with a readable
-error; they never raise out of ``run_export``.
+error; they never raise out of ``run_export``. While it runs, a heartbeat thread stamps the
+export (training/heartbeat.py); one whose worker was killed is re-queued or failed by the reaper
+(training/recovery.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.utils import timezone
 from annotation.access import acting_user
 from annotation.models import LabelClass
 
+from .heartbeat import beating
 from .models import ModelExport, ModelVersion, SnapshotLabel
 from .services import (
     TrainingError,
@@ -130,14 +133,17 @@ def run_export(export_id: int) -> str | None:
     """Convert, check and register one export. Returns its final status, or None when it was
     already finished, gone or taken over by another delivery."""
     token = uuid.uuid4().hex
-    claimed = ModelExport.objects.filter(pk=export_id, status=ModelExport.Status.EXPORTING).update(run_token=token)
+    claimed = ModelExport.objects.filter(pk=export_id, status=ModelExport.Status.EXPORTING).update(
+        run_token=token, heartbeat_at=timezone.now()
+    )
     if not claimed:
         return None
     export = ModelExport.objects.select_related("model_version__snapshot", "model_version__project").get(pk=export_id)
     mine = ModelExport.objects.filter(pk=export_id, run_token=token, status=ModelExport.Status.EXPORTING)
     path = None
     try:
-        fields, path = _export(export, token)
+        with beating(lambda: mine, training_settings()["STALE_AFTER_SECONDS"]):
+            fields, path = _export(export, token)
         with transaction.atomic():
             if not mine.update(**fields, finished_at=timezone.now()):
                 path.unlink(missing_ok=True)  # another delivery took over: its bundle counts

@@ -141,7 +141,10 @@ class ModelVersion(models.Model):
     epochs = models.PositiveIntegerField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker has started this training.")
     run_token = models.CharField(max_length=32, blank=True, editable=False, help_text="The run allowed to write.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last progress written by the worker.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    recoveries = models.PositiveIntegerField(
+        default=0, help_text="Times the reaper re-queued it after its worker stopped responding."
+    )
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(db_default=Now())
@@ -256,6 +259,10 @@ class ModelExport(models.Model):
     sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the whole bundle (zip).")
     bundle = models.CharField(max_length=500, blank=True, help_text="Path of the zip under the artifact folder.")
     run_token = models.CharField(max_length=32, blank=True, editable=False, help_text="The run allowed to write.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    recoveries = models.PositiveIntegerField(
+        default=0, help_text="Times the reaper re-queued it after its worker stopped responding."
+    )
     override_note = models.CharField(max_length=500, blank=True)
     override_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -7,10 +7,13 @@
   writes the artifact (temporary file, then rename) and only then marks the version ``ready``,
   in one conditional UPDATE. A run that dies anywhere before that UPDATE leaves the version
   ``training`` with no artifact registered; the redelivered task (``acks_late``) claims it again
-  and starts over, and a version whose worker went silent for ``STALE_AFTER_SECONDS`` is marked
-  failed when the next training of the project starts. Every write of a run is conditional on
-  its ``run_token``, so two deliveries of the same task never both register a model: the later
-  claim wins and the earlier run stops at its next progress write.
+  and starts over. While it runs, a heartbeat thread (training/heartbeat.py) stamps the version;
+  one whose heartbeat stopped for ``STALE_AFTER_SECONDS`` (its worker was killed) is re-queued,
+  up to ``MAX_ATTEMPTS`` runs, by the periodic reaper (training/recovery.py), or marked failed
+  when the project's next training starts before a reaper got to it. Every write of a run is
+  conditional on its ``run_token``, so two deliveries of the same task (a broker's redelivery and
+  the reaper's re-queue, say) never both register a model: the later claim wins and the earlier
+  run stops at its next progress write.
 - :func:`promote` and :func:`rollback` change the project's current model and record it.
 
 Evaluation is on the dev split, or by K-fold cross-validation over train + dev when the project
@@ -51,6 +54,7 @@ from annotation.models import (
 
 from . import metrics as M
 from . import snapshot as S
+from .heartbeat import beating
 from .models import DatasetSnapshot, ModelVersion, Promotion, SnapshotLabel
 from .trainers import TRAINERS, atomic_write, check_hyperparameters, get_trainer
 
@@ -68,9 +72,10 @@ DEFAULTS = {
     "TOP_K": 12,
     "CALIBRATION_BINS": 10,
     "MAX_SLICE_VALUES": 50,
-    # A `training` version with no progress for this long is marked failed (its worker died
-    # and the task was not redelivered) when the project's next training starts.
-    "STALE_AFTER_SECONDS": 3600,
+    # A `training` version with no heartbeat for this long has lost its worker: the reaper
+    # re-queues it (training/recovery.py), and the project's next training fails it if none did.
+    # A live run beats every few seconds (training/heartbeat.py), so minutes are plenty.
+    "STALE_AFTER_SECONDS": 180,
     "TF_THREADS": 0,  # TensorFlow's intra/inter-op threads in the worker; 0 = its default
     "ARTIFACT_DIR": "",  # "" = MEDIA_ROOT / "models"
     "QUEUE": "",  # Celery queue of train_model; "" = the default queue
@@ -261,10 +266,15 @@ def queue_or_fail(task, pk: int, model, *, running, what: str) -> None:
         )
 
 
+def stale_limit():
+    """Heartbeats older than this are a lost worker's."""
+    return timezone.now() - timezone.timedelta(seconds=int(training_settings()["STALE_AFTER_SECONDS"]))
+
+
 def fail_stale_versions(project) -> int:
     """Mark failed the project's ``training`` versions whose worker has been silent for
-    ``STALE_AFTER_SECONDS`` (a worker died and the task was not redelivered)."""
-    limit = timezone.now() - timezone.timedelta(seconds=int(training_settings()["STALE_AFTER_SECONDS"]))
+    ``STALE_AFTER_SECONDS`` (a worker died and neither the broker nor the reaper ran it again)."""
+    limit = stale_limit()
     stale = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.TRAINING)
     stale = stale.filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=limit))
     return stale.update(
@@ -666,8 +676,7 @@ def claim(version_id: int) -> Run | None:
             progress=0.0,
             epoch=None,
             epochs=None,
-            error="",
-        )
+        )  # ``error`` keeps the reaper's note ("re-queued, attempt 2 of 3") while it trains again
         version.refresh_from_db()
     return Run(version, token)
 
@@ -691,7 +700,8 @@ def run_training(version_id: int) -> str | None:
         return None
     version = run.version
     try:
-        _train(run)
+        with beating(run._mine, training_settings()["STALE_AFTER_SECONDS"]):
+            _train(run)
         return ModelVersion.Status.READY
     except Superseded:
         logger.info("model version %s: another run took over; this one stops", version_id)
@@ -1063,12 +1073,16 @@ def evaluate_model(version, project, data, model, names, eval_rows, eval_proba, 
 
 
 def progress_payload(version: ModelVersion) -> dict:
-    """The small JSON the pages poll for a version's progress bar."""
+    """The small JSON the pages poll for a version's progress bar. While it trains, the stage label
+    carries the reaper's note, if any (its worker was lost and the training was re-queued)."""
+    stage_label = version.get_stage_display()
+    if version.status == ModelVersion.Status.TRAINING and version.error:
+        stage_label = f"{stage_label} · {version.error}"
     return {
         "id": version.short_id,
         "status": version.status,
         "stage": version.stage,
-        "stage_label": version.get_stage_display(),
+        "stage_label": stage_label,
         "progress": round(version.progress, 4),
         "epoch": version.epoch,
         "epochs": version.epochs,

@@ -2,7 +2,9 @@
 
 Tasks are acknowledged late and rejected when the worker is lost (config/settings.py), so a worker
 killed mid-training gets its task redelivered; :func:`training.services.run_training` then claims
-the version again and starts over, and only a finished run ever marks a version ``ready``.
+the version again and starts over, and only a finished run ever marks a version ``ready``. When the
+whole worker process dies, Redis gives the message back only after the visibility timeout (hours):
+sooner, :func:`reap`, run by Celery beat, re-queues work whose heartbeat stopped.
 """
 
 import os
@@ -32,3 +34,12 @@ def export_model(export_id: int) -> str | None:
     from .exports import run_export
 
     return run_export(export_id)
+
+
+@shared_task(name="training.reap")
+def reap() -> dict:
+    """Re-queue trainings and exports whose worker stopped responding, or fail them after
+    ``MAX_ATTEMPTS`` runs (training/recovery.py). Celery beat runs it (config/settings.py)."""
+    from .recovery import reap
+
+    return reap()
