@@ -63,6 +63,7 @@ DEFAULTS = {
     "SCORE_CHUNK": 512,  # pool items predicted at a time
     "MAX_CENTERS": 5000,  # labeled items diversity measures distance to (a seeded sample beyond)
     "STALE_AFTER_SECONDS": 180,  # no heartbeat for this long: the worker is gone (see recovery.py)
+    "UNCLAIMED_AFTER_SECONDS": 3600,  # never picked up by a worker for this long: failed at the next launch
 }
 # Cycle entries come after an SME's send-back (1e6) and before everything else; a batch keeps its order.
 PRIORITY_BASE = 1000.0
@@ -217,10 +218,11 @@ def stale_limit():
     return timezone.now() - timezone.timedelta(seconds=int(cycle_settings()["STALE_AFTER_SECONDS"]))
 
 
-def stale_cycles(limit):
+def stale_cycles(limit, unclaimed_limit=None):
     """Active cycles with no word from a worker since ``limit``: neither from the cycle's steps nor
-    from the model it is training (never started ones count from their creation)."""
-    quiet = Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=limit)
+    from the model it is training. Never started ones count from their creation against
+    ``unclaimed_limit`` (default ``limit``): a cycle may wait behind long work in the queue."""
+    quiet = Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=unclaimed_limit or limit)
     model_quiet = (
         Q(model_version__isnull=True)
         | ~Q(model_version__status=ModelVersion.Status.TRAINING)
@@ -233,7 +235,8 @@ def stale_cycles(limit):
 def fail_stale_cycles(project) -> int:
     """Fail the project's active cycles with no word from a worker for ``STALE_AFTER_SECONDS``
     (what a launch does when no reaper re-queued them first)."""
-    stale = stale_cycles(stale_limit()).filter(project=project)
+    unclaimed_limit = timezone.now() - timezone.timedelta(seconds=int(cycle_settings()["UNCLAIMED_AFTER_SECONDS"]))
+    stale = stale_cycles(stale_limit(), unclaimed_limit).filter(project=project)
     count = 0
     for cycle in stale:
         count += Cycle.objects.filter(pk=cycle.pk, status__in=Cycle.ACTIVE).update(

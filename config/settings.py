@@ -321,7 +321,9 @@ CONCORD_TRAINING = {
     "CONSENSUS_MIN_CONFIDENCE": 0.8,  # consensus is a training label only this sure (posterior or vote share)
     "KEEP_AMBIGUITY": False,  # True keeps ambiguous items as their own class
     "TOP_K": 12,  # items per top-k list (confidently wrong, most uncertain)
-    "STALE_AFTER_SECONDS": env_int("CONCORD_TRAINING_STALE_AFTER_SECONDS", 3600),  # silent worker: version failed
+    # No heartbeat this long: the worker is lost and the reaper re-queues the work (training/recovery.py).
+    "STALE_AFTER_SECONDS": env_int("CONCORD_TRAINING_STALE_AFTER_SECONDS", 180),
+    "UNCLAIMED_AFTER_SECONDS": 3600,  # queued, never picked up this long: failed when the next training starts
     "TF_THREADS": env_int("CONCORD_TRAINING_TF_THREADS", 0),  # TensorFlow threads in the worker; 0 = its default
     "ARTIFACT_DIR": env.str("CONCORD_TRAINING_ARTIFACT_DIR", default=""),  # "" = MEDIA_ROOT/models
     "EXPORT_MAX_DROP": 0.01,  # an int8 TFLite export losing more dev accuracy than this is rejected
@@ -332,7 +334,8 @@ CONCORD_ACTIVE_LEARNING = {  # cycles run on the queue CONCORD_TRAINING["QUEUE"]
     "MAX_BATCH": 5000,
     "SCORE_CHUNK": 512,  # pool items read and predicted at a time
     "MAX_CENTERS": 5000,  # labeled items diversity keeps away from (a seeded sample beyond that)
-    "STALE_AFTER_SECONDS": env_int("CONCORD_ACTIVE_LEARNING_STALE_AFTER_SECONDS", 3600),  # silent worker: failed
+    "STALE_AFTER_SECONDS": env_int("CONCORD_ACTIVE_LEARNING_STALE_AFTER_SECONDS", 180),  # no heartbeat: re-queued
+    "UNCLAIMED_AFTER_SECONDS": 3600,  # queued, never picked up this long: failed when the next cycle launches
 }
 
 LOGGING = {

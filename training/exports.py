@@ -27,6 +27,7 @@ from .models import ModelExport, ModelVersion, SnapshotLabel
 from .services import (
     TrainingError,
     artifact_root,
+    checked_note,
     load_dataset,
     load_model,
     queue_or_fail,
@@ -109,12 +110,12 @@ def bundle_filename(export: ModelExport) -> str:
 
 def override(export: ModelExport, *, user=None, note: str) -> ModelExport:
     """Accept a rejected export (an MLE's decision, with a note): it becomes ``ready``."""
-    note = (note or "").strip()
+    note = checked_note(note)
     if not note:
         raise ExportError("overriding a rejected export needs a note saying why", "note")
     updated = ModelExport.objects.filter(pk=export.pk, status=ModelExport.Status.REJECTED).update(
         status=ModelExport.Status.READY,
-        override_note=note[:500],
+        override_note=note,
         override_by=acting_user(user),
         overridden_at=timezone.now(),
     )

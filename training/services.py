@@ -76,6 +76,7 @@ DEFAULTS = {
     # re-queues it (training/recovery.py), and the project's next training fails it if none did.
     # A live run beats every few seconds (training/heartbeat.py), so minutes are plenty.
     "STALE_AFTER_SECONDS": 180,
+    "UNCLAIMED_AFTER_SECONDS": 3600,  # never picked up by a worker for this long: failed at the next launch
     "TF_THREADS": 0,  # TensorFlow's intra/inter-op threads in the worker; 0 = its default
     "ARTIFACT_DIR": "",  # "" = MEDIA_ROOT / "models"
     "QUEUE": "",  # Celery queue of train_model; "" = the default queue
@@ -100,6 +101,18 @@ class TrainingError(DomainError):
 class Conflict(TrainingError, errors.Conflict):
     """The model is not in a state that allows this (promote a failed model, roll back a model
     that is not current)."""
+
+
+MAX_SEED = 2**31 - 1  # the random_state column is a 32-bit integer
+MAX_NOTE_CHARS = 500  # Promotion.note and ModelExport.override_note
+
+
+def checked_note(note: str) -> str:
+    """A promote, roll back or override note, refused (never cut) when longer than its column."""
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise TrainingError(f"a note has at most {MAX_NOTE_CHARS} characters; this one has {len(note)}", "note")
+    return note
 
 
 class Superseded(Exception):
@@ -215,8 +228,8 @@ def create_version(project, *, trainer, user=None, hyperparameters=None, policy=
         raise TrainingError(str(exc), "hyperparameters") from exc
     policy = check_policy(policy)
     seed = training_settings()["RANDOM_STATE"] if random_state is None else random_state
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise TrainingError("random_state must be a whole number in [0, 2**32)", "random_state")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise TrainingError(f"random_state must be a whole number in [0, {MAX_SEED}]", "random_state")
     return ModelVersion.objects.create(
         project=project,
         trainer=trainer,
@@ -275,8 +288,10 @@ def fail_stale_versions(project) -> int:
     """Mark failed the project's ``training`` versions whose worker has been silent for
     ``STALE_AFTER_SECONDS`` (a worker died and neither the broker nor the reaper ran it again)."""
     limit = stale_limit()
+    # Never picked up: it may be waiting behind long work in the queue, so it gets longer.
+    unclaimed = timezone.now() - timezone.timedelta(seconds=int(training_settings()["UNCLAIMED_AFTER_SECONDS"]))
     stale = ModelVersion.objects.filter(project=project, status=ModelVersion.Status.TRAINING)
-    stale = stale.filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=limit))
+    stale = stale.filter(Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, created_at__lt=unclaimed))
     return stale.update(
         status=ModelVersion.Status.FAILED,
         error="No word from the worker for too long: it was stopped or lost while training. Start a new training.",
@@ -305,7 +320,7 @@ def promote(version: ModelVersion, *, user=None, note: str = "") -> Promotion | 
         model_version=version,
         previous=current,
         by=acting_user(user),
-        note=note[:500],
+        note=checked_note(note),
     )
 
 
@@ -336,7 +351,7 @@ def rollback(version: ModelVersion, *, user=None, note: str = "") -> Promotion:
         model_version=previous,
         previous=version,
         by=acting_user(user),
-        note=note[:500],
+        note=checked_note(note),
     )
 
 

@@ -74,8 +74,9 @@ def browser_context_args(browser_context_args):
 
 @pytest.fixture
 def page(page):
-    # Fail in seconds, not Playwright's default 30 s, when something is missing.
-    page.set_default_timeout(5_000)
+    # Fail in seconds, not Playwright's default 30 s, when something is missing; generous enough
+    # for a first request that imports the URL modules on a busy 2-core machine.
+    page.set_default_timeout(15_000)
     return page
 
 

@@ -941,7 +941,7 @@ def test_publish_preview_shows_the_diff_and_writes_nothing(client, project, sme,
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert client.post(url, {"text": "x" * 200_001}).status_code == 400
     client.force_login(labeler)
-    assert client.post(url, {"text": "x"}).status_code == 404
+    assert client.post(url, {"text": "x"}).status_code == 403
     assert Guideline.objects.filter(project=project).count() == 1
 
 

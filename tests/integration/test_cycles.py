@@ -237,11 +237,25 @@ def test_ticking_review_sends_the_confidently_wrong_training_items_to_the_smes(a
 @pytest.mark.django_db
 def test_a_silent_cycle_is_failed_when_the_next_one_is_launched(al_project, mle, settings):
     stale = launch(al_project, mle)
-    settings.CONCORD_ACTIVE_LEARNING = {"STALE_AFTER_SECONDS": 0}
+    settings.CONCORD_ACTIVE_LEARNING = {"STALE_AFTER_SECONDS": 0, "UNCLAIMED_AFTER_SECONDS": 0}
     fresh = launch(al_project, mle)
     stale.refresh_from_db()
     assert stale.status == "failed" and "No word from the worker" in stale.error
     assert fresh.number == 2 and fresh.status == "queued"
+
+
+@pytest.mark.django_db
+def test_a_cycle_no_worker_has_picked_up_yet_waits_longer_than_a_silent_one(al_project, mle, settings):
+    from django.utils import timezone
+
+    waiting = launch(al_project, mle)  # queued behind other work: no worker has claimed it
+    settings.CONCORD_ACTIVE_LEARNING = {"STALE_AFTER_SECONDS": 0, "UNCLAIMED_AFTER_SECONDS": 3600}
+    with pytest.raises(services.CycleConflict, match="cycle 1 of this project is still queued"):
+        launch(al_project, mle)
+    Cycle.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timezone.timedelta(hours=2))
+    assert launch(al_project, mle).number == 2
+    waiting.refresh_from_db()
+    assert waiting.status == "failed"
 
 
 @pytest.mark.parametrize(

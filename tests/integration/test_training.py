@@ -764,3 +764,16 @@ def test_a_broker_that_refuses_the_task_fails_the_version_with_the_reason(projec
     version.refresh_from_db()
     assert version.status == ModelVersion.Status.FAILED and version.finished_at is not None
     assert version.error == "Could not queue the training (is the Celery broker reachable?): Connection refused"
+
+
+@pytest.mark.django_db
+def test_a_promote_or_roll_back_note_over_its_column_is_refused_not_cut(project, mle):
+    add_digit_items(project, 30)
+    version = trained(project)
+    with pytest.raises(services.TrainingError, match="a note has at most 500 characters; this one has 501"):
+        services.promote(version, user=mle, note="n" * 501)
+    assert not Promotion.objects.exists()
+    services.promote(version, user=mle, note="n" * 500)
+    with pytest.raises(services.TrainingError, match="this one has 600"):
+        services.rollback(version, user=mle, note="n" * 600)
+    assert Promotion.objects.get().note == "n" * 500
