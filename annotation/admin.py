@@ -105,6 +105,22 @@ class ResolutionLabelInline(admin.TabularInline):
     extra = 0
 
 
+@admin.register(models.AdjudicationEvent)
+class AdjudicationEventAdmin(admin.ModelAdmin):
+    """The SME decisions' history (resolve, ambiguous, send-back, and their undos): read-only."""
+
+    list_display = ["item", "kind", "actor", "created_at", "undone_at"]
+    list_filter = ["kind", "item__project"]
+    search_fields = ["item__external_id"]
+    raw_id_fields = ["item", "actor", "resolution", "undone_by"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(models.Resolution)
 class ResolutionAdmin(admin.ModelAdmin):
     list_display = ["item", "decided_by", "is_ambiguous", "is_current", "created_at"]

@@ -997,7 +997,7 @@ def test_the_queue_page_offers_the_undo_after_the_last_item(client, project, boa
     assert 'data-testid="undo"' not in client.get(queue_url, {"undo": event.pk}).content.decode()
     client.force_login(labeler)
     undo_url = reverse("adjudication:undo", args=[project.slug, event.pk])
-    assert client.post(undo_url).status_code == 404
+    assert client.post(undo_url).status_code == 403  # a member without the role: the 403 page
     client.force_login(sme)
     html = client.get(queue_url, {"undo": event.pk, "reason": "unsure"}).content.decode()
     assert "Your last decision: resolved (dove) on disagree." in html

@@ -52,7 +52,7 @@ def test_export_status_for_members_in_each_state(client, project, other_project,
     url = reverse("training:model-status", args=[project.slug])
     ids = f"{exporting.pk},{done.pk},{failed.pk},{elsewhere.pk}"
 
-    for user, code in [(outsider, 404), (labeler, 404), (sme, 200), (mle, 200)]:
+    for user, code in [(outsider, 404), (labeler, 403), (sme, 200), (mle, 200)]:
         client.force_login(user)
         assert client.get(url, {"exports": ids}).status_code == code, user
 
