@@ -764,7 +764,7 @@ class ReportSettings:
     top_pairs: int = 10
     top_disputed: int = 20
     random_state: int = 0  # ties in majority vote and Dawid-Skene
-    dawid_skene_max_iter: int = 100
+    dawid_skene_max_iter: int = 200  # the function's own default: S_Adult needed 145 rounds under the old start
 
 
 HLP_LABELS = {
