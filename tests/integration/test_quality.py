@@ -296,7 +296,7 @@ def test_quality_command_on_rte_matches_values_computed_from_the_raw_file(django
     dense = np.full((len(items), len(workers)), np.nan)
     for (item, worker), answer in labels.items():
         dense[items.index(item), workers.index(worker)] = int(answer) - 1
-    fitted = consensus.dawid_skene(dense, 2, max_iter=100, random_state=0)
+    fitted = consensus.dawid_skene(dense, 2, max_iter=200, random_state=0)
     gold_vector = np.array([int(truth[i]) - 1 for i in items])
     assert ds["correct"] == int((fitted.labels == gold_vector).sum())
     assert ds["accuracy"] > mv["accuracy"] > 0.85

@@ -54,6 +54,7 @@ class Command(BaseCommand):
             lines.append(
                 f"Consensus vs gold ({cons['gold_items']:,} items): majority vote {_pct(mv['accuracy'])} "
                 f"({mv['ties_on_gold']:,} ties broken at random), Dawid-Skene {_pct(ds['accuracy'])}"
+                + ("" if ds.get("converged", True) else f" (did not converge in {ds['n_iter']} rounds)")
             )
         head = f"{'labeler':<28} {'labels':>7} {'agree':>7} {'kappa':>7} {'accuracy':>9} {'95% CI':>17} {'/hour':>7}"
         lines += ["", head]
