@@ -176,15 +176,15 @@ def _labelstudio_task(row, raw, data_kind, multi_label):
             raise TaskError(where, "each annotation must be an object")
         if annotation.get("was_cancelled") is True:
             continue
-        names = _choices(annotation.get("result"), f"{where}.result", multi_label)
+        names, names_field = _choices(annotation.get("result"), f"{where}.result", multi_label)
         if annotation.get("ground_truth") is True:
             if task.gold is not None and set(task.gold) != set(names):
                 raise TaskError(where, f"a second ground-truth annotation differs from {task.gold_field}")
-            task.gold, task.gold_field = names, f"{where}.result"
+            task.gold, task.gold_field = names, names_field
             continue
         labeler = _labeler(annotation.get("completed_by"), f"{where}.completed_by")
         unsure, note = _unsure_and_note(annotation, where)
-        task.labels.append(Label(labeler, names, f"{where}.result", unsure, note))
+        task.labels.append(Label(labeler, names, names_field, unsure, note))
     for i, prediction in enumerate(_list(raw, "predictions")):
         task.predictions.extend(_predictions(prediction, f"predictions[{i}]", multi_label))
     return task
@@ -219,7 +219,7 @@ def _list(raw, key):
 
 
 def _choices(result, where, multi_label):
-    """The class names of the one `choices` item of an annotation's result."""
+    """(class names, their field) of the one `choices` item of an annotation's result."""
     if not isinstance(result, list):
         raise TaskError(where, "result must be a list")
     found = [(j, r) for j, r in enumerate(result) if isinstance(r, dict) and r.get("type") == "choices"]
@@ -228,8 +228,9 @@ def _choices(result, where, multi_label):
     if len(found) > 1:
         raise TaskError(where, f"holds {len(found)} results of type 'choices'; Concord takes one per annotation")
     j, item = found[0]
-    return _names((item.get("value") or {}).get("choices") if isinstance(item.get("value"), dict) else None,
-                  f"{where}[{j}].value.choices", multi_label)  # fmt: skip
+    value = item.get("value") if isinstance(item.get("value"), dict) else {}
+    field_name = f"{where}[{j}].value.choices"
+    return _names(value.get("choices"), field_name, multi_label), field_name
 
 
 def _names(value, where, multi_label):

@@ -328,13 +328,16 @@ class _Plan:
         project = self.project
         new_items = [
             Item(
+                **{
+                    "split": draw_split(external_id, project.seed, project.split_fractions),
+                    # The file's values (text, metadata, its own split) over the defaults.
+                    **{k: v for k, v in fields.get(external_id, {}).items() if v is not None},
+                },
                 project=project,
                 external_id=external_id,
-                split=draw_split(external_id, project.seed, project.split_fractions),
                 in_consistency_sample=draw_consistency_sample(external_id, project.seed, project.consistency_fraction),
                 import_batch=batch,
                 source_name=batch.source_name,
-                **{k: v for k, v in fields.get(external_id, {}).items() if v is not None},
             )
             for external_id in new_external_ids
         ]
