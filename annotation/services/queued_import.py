@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, transaction
 
 from ..access import acting_user
 from ..errors import DomainError
@@ -91,6 +91,13 @@ def run(batch_id: int) -> str | None:
     except (KeyError, FileNotFoundError) as exc:
         # The kept files are gone (a cleaned media folder): nothing can import this batch now.
         _fail(batch_id, "file", f"the uploaded file is no longer there ({exc}); upload it again")
+    except OperationalError:
+        raise  # a lost connection or a lock timeout: the task retries, the batch stays running
+    except Exception as exc:
+        # A bug: say so on the batch (the page stops polling), keep the traceback in the log.
+        _fail(batch_id, "file", f"the import failed unexpectedly ({type(exc).__name__}); see the worker's log")
+        _remove(batch_id)
+        raise
     _remove(batch_id)
     return ImportBatch.objects.values_list("status", flat=True).get(pk=batch_id)
 
