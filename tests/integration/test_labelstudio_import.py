@@ -304,7 +304,7 @@ def test_concord_jsonl_brings_labels_gold_metadata_and_split(news, tmp_path):
 
 
 def test_concord_jsonl_bad_lines_are_named_and_the_good_ones_land(news, tmp_path, settings):
-    settings.CONCORD_IMPORT = {**settings.CONCORD_IMPORT, "MAX_TEXT_CHARS": 10}  # lines up to 4 texts and 1 MB: 1,000,040 bytes
+    settings.CONCORD_IMPORT = {**settings.CONCORD_IMPORT, "MAX_TEXT_CHARS": 10}  # a line: 4 texts + 1 MB
     good = {"external_id": "good", "labels": [{"labeler": "ann", "label": "pos"}]}
     lines = [
         json.dumps(good).encode(),
