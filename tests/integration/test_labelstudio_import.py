@@ -185,6 +185,18 @@ def test_a_label_studio_zip_brings_images_found_by_file_name_never_by_download(p
     assert json_only.rejected_count == 1 and "never downloads" in json_only.errors[0]["message"]
 
 
+def test_a_multi_label_project_takes_several_choices_as_one_annotation(tmp_path):
+    tags = create_project(
+        slug="tags", name="Tags", data_kind="text", classes=["red", "round", "big"], task_type="multi_label"
+    )
+    tasks = [task("m1", "a red ball", annotations=[annotation("ann", "red", "round")],
+                  predictions=[{"model_version": "v1", "result": choices("red", "big", score=0.6)}])]  # fmt: skip
+    batch = import_labelstudio(tags, write(tmp_path, tasks))
+    assert batch.rejected_count == 0
+    assert labels_of(tags) == {("m1", "ann"): (["red", "round"], False, "")}
+    assert prediction_scores(tags) == {Item.objects.get(external_id="m1").pk: {"red": 0.6, "big": 0.6}}
+
+
 # --- bad input: a message naming the row and field, good rows land, nothing partial ---------------
 
 
@@ -503,6 +515,23 @@ def test_a_queued_file_that_cannot_be_read_fails_the_batch_with_its_message(news
     batch = ImportBatch.objects.get(pk=response.data["id"])
     assert batch.errors[0]["field"] == "file" and "is not valid JSON" in batch.errors[0]["message"]
     assert not queued_import.folder_of(batch.pk).exists()
+
+
+def test_a_large_item_upload_on_the_old_endpoint_is_queued_too(news, people, api_as, settings):
+    settings.CONCORD_IMPORT = {**settings.CONCORD_IMPORT, "QUEUE_ABOVE_BYTES": 10}
+    url = reverse("api:import-list", args=[news.pk])
+    response = upload(api_as(people["mle"]), url, "texts.csv", "external_id,text\na,alpha\nb,beta\n")
+    assert response.status_code == 202 and response.data["kind"] == "texts"
+    assert not Item.objects.exists()
+    assert queued_import.run(response.data["id"]) == "done"
+    batch = ImportBatch.objects.get(pk=response.data["id"])
+    assert (batch.status, batch.created_count, batch.source_name) == ("done", 2, "texts.csv")
+    assert sorted(Item.objects.values_list("external_id", flat=True)) == ["a", "b"]
+    small = upload(api_as(people["mle"]), url, "t.csv", "external_id,text\nc,gamma\n")
+    settings.CONCORD_IMPORT = {**settings.CONCORD_IMPORT, "QUEUE_ABOVE_BYTES": 10_000}
+    assert small.status_code == 202  # still over 10 bytes when it was sent
+    small = upload(api_as(people["mle"]), url, "t2.csv", "external_id,text\nd,delta\n")
+    assert small.status_code == 201 and small.data["status"] == "done"
 
 
 @pytest.mark.celery
