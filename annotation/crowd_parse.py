@@ -33,6 +33,9 @@ class ParseError(ValueError):
 class Record:
     line: int
     values: tuple[str, ...]  # one stripped, non-empty cell per role, in the order of the roles
+    # What a labelled-dataset file (Label Studio, Concord JSONL) adds to an annotation row.
+    unsure: bool = False
+    note: str = ""
 
 
 def parse_delimiter(value: str) -> str:

@@ -178,10 +178,14 @@ class ImportBatch(models.Model):
         IMAGES = "images", "Images"
         TEXTS = "texts", "Texts"
         ANNOTATIONS = "annotations", "Annotations"
+        LABELSTUDIO = "labelstudio", "Label Studio tasks"
 
     class Status(models.TextChoices):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        # A large upload waits for (queued) and runs in (running) a Celery task.
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_batches")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -596,3 +600,30 @@ class AdjudicationEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} of {self.item}"
+
+
+class ItemPrediction(models.Model):
+    """A model's score for one class of an item, imported with it (Label Studio `predictions`).
+
+    Shown to SMEs and MLEs and read by active learning (`labelstudio_import.prediction_scores`);
+    never to labelers, who label blind. One row per (item, source, class): a re-import of the same
+    source replaces the score."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    source = models.CharField(max_length=255, help_text="The model (Label Studio's model_version) that scored it.")
+    label_class = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(null=True, blank=True, help_text="None when the file gave no score.")
+    import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["item", "source", "label_class"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "source", "label_class"], name="itemprediction_one_per_item_source_class"
+            ),
+            models.CheckConstraint(condition=~Q(source=""), name="itemprediction_source_not_empty"),
+        ]
+
+    def __str__(self):
+        return f"{self.source} on {self.item}: {self.label_class} {self.score}"

@@ -15,3 +15,14 @@ def refresh_quality_report(project_id: int, force: bool = False) -> int | None:
     timeout, which a later try may not meet. Returns the fresh report's id, None if the project
     was deleted."""
     return quality.refresh_quality_report(project_id, force=force)
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def run_queued_import(batch_id: int) -> str | None:
+    """Import a large upload kept under MEDIA_ROOT (services/queued_import.py), then remove the file.
+
+    Safe to run twice: the import commits its rows and the batch's `done` together, and a batch
+    already done or failed is only cleaned up. Returns the batch's final status."""
+    from .services import queued_import
+
+    return queued_import.run(batch_id)

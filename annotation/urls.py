@@ -3,7 +3,7 @@ from django.urls import path
 from config.lockout import obtain_auth_token
 
 from .api import adjudication as adj
-from .api import views
+from .api import imports_extra, views
 from .api.labeling import AnnotationList, AnnotationUndo, NextItem, SkipCreate
 from .api.quality import QualityReportView
 
@@ -41,4 +41,16 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/guidelines/", adj.GuidelineList.as_view(), name="guideline-list"),
     path("projects/<int:project_id>/guidelines/publish/", adj.GuidelinePublish.as_view(), name="guideline-publish"),
+    # Labelled-data imports and imported predictions (annotation/api/imports_extra.py)
+    path(
+        "projects/<int:project_id>/imports/labelstudio/",
+        imports_extra.LabelStudioImport.as_view(),
+        name="import-labelstudio",
+    ),
+    path(
+        "projects/<int:project_id>/imports/annotations/",
+        imports_extra.AnnotationImport.as_view(),
+        name="import-annotations",
+    ),
+    path("projects/<int:project_id>/predictions/", imports_extra.PredictionList.as_view(), name="prediction-list"),
 ]

@@ -2,7 +2,8 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework import serializers
 
-from ..models import DataKind, ImportBatch, Item, LabelClass, Project, Role, TaskType
+from ..crowd_parse import parse_delimiter
+from ..models import DataKind, ImportBatch, Item, ItemPrediction, LabelClass, Project, Role, TaskType
 from ..text_rules import MAX_INT32
 
 
@@ -64,6 +65,94 @@ class ImportUploadSerializer(serializers.Serializer):
         if upload.size > limit:
             raise serializers.ValidationError(f"{upload.name} is {upload.size:,} bytes; the limit is {limit:,}.")
         return upload
+
+
+def _checked_upload(upload):
+    limit = settings.CONCORD_IMPORT["MAX_UPLOAD_BYTES"]
+    if upload.size == 0:
+        raise serializers.ValidationError(f"{upload.name} is empty.")
+    if upload.size > limit:
+        raise serializers.ValidationError(f"{upload.name} is {upload.size:,} bytes; the limit is {limit:,}.")
+    return upload
+
+
+class LabelStudioUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text="A Label Studio JSON export (.json), or a .zip holding it and the images its tasks name."
+    )
+    create_classes = serializers.BooleanField(default=False, help_text="Add label names the project lacks.")
+
+    def validate_file(self, upload):
+        return _checked_upload(upload)
+
+
+ANNOTATION_FORMATS = ("csv", "jsonl", "labelstudio")
+
+
+class AnnotationUploadSerializer(serializers.Serializer):
+    """Existing annotations and gold: delimited rows (as the import_annotations command reads them),
+    Concord JSONL, or Label Studio JSON."""
+
+    file = serializers.FileField(help_text="The annotations: .csv/.tsv rows, .jsonl items, or Label Studio .json.")
+    format = serializers.ChoiceField(
+        choices=ANNOTATION_FORMATS, required=False, help_text="Default: from the file's extension (else csv)."
+    )
+    truth = serializers.FileField(required=False, help_text="csv only: (item, label) rows loaded as gold.")
+    columns = serializers.CharField(
+        required=False, help_text="csv: the header's item, labeler and label columns, e.g. question,worker,answer."
+    )
+    truth_columns = serializers.CharField(required=False, help_text="csv: the truth file's item and label columns.")
+    has_header = serializers.BooleanField(default=True, help_text="csv: without a header the first columns are read.")
+    delimiter = serializers.CharField(default=",", max_length=10, help_text="csv: one character, or TAB.")
+    create_classes = serializers.BooleanField(default=False, help_text="Add label names the project lacks.")
+
+    def validate_file(self, upload):
+        return _checked_upload(upload)
+
+    def validate_truth(self, upload):
+        return _checked_upload(upload)
+
+    def validate_delimiter(self, value):
+        try:
+            return parse_delimiter(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+    @staticmethod
+    def _columns(value, count, name):
+        names = [n.strip() for n in value.split(",")]
+        if len(names) != count or not all(names):
+            raise serializers.ValidationError({name: [f"takes {count} comma-separated column names, got {value!r}"]})
+        return names
+
+    def validate(self, data):
+        if "format" not in data:
+            suffix = data["file"].name.rsplit(".", 1)[-1].lower() if "." in data["file"].name else ""
+            data["format"] = {"json": "labelstudio", "jsonl": "jsonl", "ndjson": "jsonl"}.get(suffix, "csv")
+        if data["format"] != "csv":
+            extra = [f for f in ("truth", "columns", "truth_columns") if f in data]
+            if extra:
+                raise serializers.ValidationError({extra[0]: [f"only for csv files, not {data['format']}"]})
+            return data
+        # Naming the columns is required with a header: guessing them could import the wrong ones.
+        if data["has_header"] and "columns" not in data:
+            raise serializers.ValidationError({"columns": ["name the file's item, labeler and label columns"]})
+        if data["has_header"] and "truth" in data and "truth_columns" not in data:
+            raise serializers.ValidationError({"truth_columns": ["name the truth file's item and label columns"]})
+        if "columns" in data:
+            data["columns"] = self._columns(data["columns"], 3, "columns")
+        if "truth_columns" in data:
+            data["truth_columns"] = self._columns(data["truth_columns"], 2, "truth_columns")
+        return data
+
+
+class ItemPredictionSerializer(serializers.ModelSerializer):
+    external_id = serializers.CharField(source="item.external_id", read_only=True)
+    label = serializers.CharField(source="label_class.name", read_only=True)
+
+    class Meta:
+        model = ItemPrediction
+        fields = ["id", "item", "external_id", "source", "label", "score", "import_batch", "created_at"]
 
 
 class ItemSerializer(serializers.ModelSerializer):

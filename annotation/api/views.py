@@ -1,6 +1,3 @@
-import tempfile
-from pathlib import Path
-
 from django.db.models import Count, OuterRef, Prefetch, Subquery
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
@@ -10,10 +7,10 @@ from rest_framework.response import Response
 
 from ..access import STAFF_ROLES, can_create_projects, project_for
 from ..errors import DomainError
-from ..models import ImportBatch, Item, LabelClass, Membership, Project, Role, Split
-from ..services.item_import import import_items
+from ..models import DataKind, ImportBatch, Item, LabelClass, Membership, Project, Role, Split
 from ..services.projects import add_member, create_project
 from . import serializers
+from .imports_extra import run_upload
 
 
 def _projects_with_role(user):
@@ -80,23 +77,18 @@ class ImportList(ProjectImports, generics.ListCreateAPIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request=serializers.ImportUploadSerializer, responses={201: serializers.ImportBatchSerializer})
+    @extend_schema(
+        request=serializers.ImportUploadSerializer,
+        responses={201: serializers.ImportBatchSerializer, 202: serializers.ImportBatchSerializer},
+    )
     def post(self, request, project_id):
         project = project_for(request.user, project_id, roles=(Role.MLE,))
         upload_data = serializers.ImportUploadSerializer(data=request.data)
         upload_data.is_valid(raise_exception=True)
         upload = upload_data.validated_data["file"]
-        source_name = Path(upload.name).name
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / source_name
-            with open(path, "wb") as out:
-                for chunk in upload.chunks():
-                    out.write(chunk)
-            try:
-                batch = import_items(project, path, user=request.user, source_name=source_name)
-            except DomainError as exc:
-                raise _invalid(exc) from exc
-        return Response(self.get_serializer(batch).data, status=status.HTTP_201_CREATED)
+        # A large upload is imported by a worker (202, batch queued); a small one now (201).
+        kind = ImportBatch.Kind.IMAGES if project.data_kind == DataKind.IMAGE else ImportBatch.Kind.TEXTS
+        return run_upload(request, project, job="items", kind=kind, uploads={"file": upload}, options={})
 
 
 class ImportDetail(ProjectImports, generics.RetrieveAPIView):

@@ -47,7 +47,7 @@ from ..models import (
 )
 from ..splits import draw_consistency_sample, draw_split
 from ..text_rules import short_label_problem
-from .item_import import MAX_STORED_ERRORS, MULTI_LABEL_SEPARATOR
+from .item_import import MAX_STORED_ERRORS, MULTI_LABEL_SEPARATOR, save_batch
 from .labeling import refresh_queue_state
 from .projects import add_classes
 
@@ -65,6 +65,8 @@ class LabelRow:
     item: str
     labeler: str  # the worker id; empty for a truth row
     names: tuple[str, ...]
+    unsure: bool = False
+    note: str = ""
 
 
 def import_annotations(
@@ -79,6 +81,7 @@ def import_annotations(
     create_classes=False,
     user=None,
     source_name=None,
+    batch=None,
 ) -> ImportBatch:
     """Import (item, labeler, label) rows from `path`, and gold (item, label) rows from `truth_path`.
 
@@ -87,7 +90,7 @@ def import_annotations(
     name ('TAB'). `path` may also be an open binary file. Returns the ImportBatch; its
     created/skipped counts are annotation rows, rejected_count counts both files' rejected
     rows and `summary` says what the files held. Raises ImportRejected, writing nothing, when
-    a file as a whole cannot be read.
+    a file as a whole cannot be read. `batch`: a queued ImportBatch to fill instead of a new one.
     """
     try:
         delimiter = parse_delimiter(delimiter)
@@ -111,7 +114,9 @@ def import_annotations(
         plan = _Plan(project, create_classes)
         rows = plan.check_labels(records, parse_errors, ANNOTATION_ROLES)
         gold_rows = plan.check_labels(truth_records, truth_parse_errors, TRUTH_ROLES)
-        return plan.write(rows, gold_rows, truth_name=truth_name, user=user, source_name=source_name or name)
+        return plan.write(
+            rows, gold_rows, truth_name=truth_name, user=user, source_name=source_name or name, batch=batch
+        )
 
 
 def labeler_username(project_slug: str, worker: str) -> str:
@@ -199,17 +204,19 @@ class _Plan:
             names = [n.strip() for n in cell.split(MULTI_LABEL_SEPARATOR)] if self.multi_label else [cell]
             names = tuple(dict.fromkeys(n for n in names if n))
             if names:
-                problem = next(filter(None, (self._label_problem(n, max_name) for n in names)), None)
+                problem = next(filter(None, (self.label_problem(n, max_name) for n in names)), None)
             else:
                 problem = "the label is empty"
             if problem:
                 errors.append(row_error(record.line, "label", problem))
                 continue
-            rows.append(LabelRow(record.line, item, labeler[0] if labeler else "", names))
+            rows.append(LabelRow(record.line, item, labeler[0] if labeler else "", names, record.unsure, record.note))
         self.rejected[roles] = sorted(errors, key=lambda e: e["row"])
         return rows
 
-    def _label_problem(self, name, max_name):
+    def label_problem(self, name, max_name=None):
+        """Why `name` cannot be used as a label in this import, or None."""
+        max_name = max_name or LabelClass._meta.get_field("name").max_length
         known = self.classes.get(name)
         if known is not None:
             return None if known.is_active else f"class {name!r} is inactive (merged or retired)"
@@ -221,11 +228,19 @@ class _Plan:
         shown = ", ".join(sorted(self.classes)[:EXAMPLES])
         return f"unknown label {name!r} (the project's classes: {shown}); use --create-classes to add it"
 
-    def write(self, rows, gold_rows, *, truth_name, user, source_name):
-        """Plan against the project's rows, then bulk-write the batch; returns the ImportBatch."""
+    def write(
+        self, rows, gold_rows, *, truth_name, user, source_name, items=None, kind=ImportBatch.Kind.ANNOTATIONS,
+        batch=None, summary=None,
+    ):  # fmt: skip
+        """Plan against the project's rows, then bulk-write the batch; returns the ImportBatch.
+
+        `items` (external id -> Item field values, e.g. text and metadata) are the file's items,
+        created with those values when new even if no row labels them; `batch` is a queued
+        ImportBatch to fill instead of creating one; `summary` adds to the batch's summary."""
         project = self.project
-        item_ids = self._existing_items({r.item for r in rows} | {r.item for r in gold_rows})
-        file_items = list(dict.fromkeys(r.item for r in rows))
+        items = items or {}
+        item_ids = self._existing_items({r.item for r in rows} | {r.item for r in gold_rows} | set(items))
+        file_items = list(dict.fromkeys([*items, *(r.item for r in rows)]))
         gold_rows, gold_repeats, without_labels = self._usable_gold(gold_rows, item_ids, set(file_items))
 
         new_names = {n for r in rows + gold_rows for n in r.names} - self.classes.keys()
@@ -265,11 +280,13 @@ class _Plan:
             "gold_without_labels": len(without_labels),
             "gold_without_labels_examples": without_labels[:EXAMPLES],
             "truth_rejected_rows": len(self.rejected[TRUTH_ROLES]),
+            **(summary or {}),
         }
-        batch = ImportBatch.objects.create(
+        batch = save_batch(
+            batch,
             project=project,
-            kind=ImportBatch.Kind.ANNOTATIONS,
-            source_name=source_name,
+            kind=kind,
+            source_name=source_name[:255],
             created_by=acting_user(user),
             created_count=len(to_create),
             skipped_count=skipped,
@@ -278,7 +295,7 @@ class _Plan:
             summary=summary,
         )
         self._write_labelers(users, new_users)
-        self._write_items(batch, [i for i in file_items if i not in item_ids], item_ids)
+        self._write_items(batch, [i for i in file_items if i not in item_ids], item_ids, items)
         self._write_annotations(batch, to_create, edited_ids, item_ids, {w: users[u] for w, u in usernames.items()})
         self._write_gold(batch, gold_to_create, item_ids)
         # New labels and gold change which items still need labels.
@@ -303,7 +320,7 @@ class _Plan:
             batch_size=self.chunk,
         )
 
-    def _write_items(self, batch, new_external_ids, item_ids):
+    def _write_items(self, batch, new_external_ids, item_ids, fields):
         """Create the new items (item_ids gains their ids).
 
         `in_consistency_sample` is the seeded draw alone: gold items need k labels anyway,
@@ -311,9 +328,13 @@ class _Plan:
         project = self.project
         new_items = [
             Item(
+                **{
+                    "split": draw_split(external_id, project.seed, project.split_fractions),
+                    # The file's values (text, metadata, its own split) over the defaults.
+                    **{k: v for k, v in fields.get(external_id, {}).items() if v is not None},
+                },
                 project=project,
                 external_id=external_id,
-                split=draw_split(external_id, project.seed, project.split_fractions),
                 in_consistency_sample=draw_consistency_sample(external_id, project.seed, project.consistency_fraction),
                 import_batch=batch,
                 source_name=batch.source_name,
@@ -335,6 +356,8 @@ class _Plan:
                 source=Source.IMPORTED,
                 import_batch=batch,
                 is_current=is_current,
+                unsure=row.unsure,
+                note=row.note,
             )
             for row, is_current in to_create
         ]
@@ -423,13 +446,14 @@ class _Plan:
 
     def _plan_annotations(self, pairs, item_ids, users, usernames, current):
         """[(row, is_current)] to create in file order, ids of current rows being edited, rows skipped."""
-        chosen = {}  # line -> is_current
+        # Keyed by the row object: a Label Studio task (one "line") holds several labelers' rows.
+        chosen = {}  # id(row) -> is_current
         edited, skipped = [], 0
         for (item, worker), group in pairs.items():
             final = group[-1]
             existing = current.get((item_ids.get(item), users.get(usernames[worker])))
             if existing is None:
-                chosen.update({row.line: row is final for row in group})
+                chosen.update({id(row): row is final for row in group})
                 continue
             annotation_id, class_ids = existing
             if class_ids == frozenset(self.classes[n].pk for n in final.names):
@@ -437,9 +461,9 @@ class _Plan:
             else:
                 # The file's earlier rows for this pair were history when first imported.
                 edited.append(annotation_id)
-                chosen[final.line] = True
+                chosen[id(final)] = True
                 skipped += len(group) - 1
-        to_create = [(row, chosen[row.line]) for group in pairs.values() for row in group if row.line in chosen]
+        to_create = [(row, chosen[id(row)]) for group in pairs.values() for row in group if id(row) in chosen]
         to_create.sort(key=lambda pair: pair[0].line)
         return to_create, edited, skipped
 

@@ -93,9 +93,10 @@ class Report:
             self.skipped_examples.append({"row": row, "reason": reason})
 
 
-def import_items(project, path, *, user=None, source_name=None):
+def import_items(project, path, *, user=None, source_name=None, batch=None):
     """Import a folder or .zip of images, or a .csv/.jsonl of texts, into `project`.
 
+    `batch`: a queued ImportBatch (services/queued_import.py) to fill instead of a new one.
     Returns the ImportBatch. Raises ImportRejected, writing nothing, when the file as a
     whole cannot be read (empty, too big, wrong kind, missing required column).
     """
@@ -129,7 +130,13 @@ def import_items(project, path, *, user=None, source_name=None):
                 with _open_zip(path, source_name) as archive:
                     prepared = _prepare_images(project, _zip_entries(archive, report), classes, report, written)
             return _write_batch(
-                project, prepared, report, kind=ImportBatch.Kind.IMAGES, user=user, source_name=source_name
+                project,
+                prepared,
+                report,
+                kind=ImportBatch.Kind.IMAGES,
+                user=user,
+                source_name=source_name,
+                batch=batch,
             )
         except BaseException:
             _remove_files(written)
@@ -141,7 +148,9 @@ def import_items(project, path, *, user=None, source_name=None):
     else:
         raise ImportRejected(f"{source_name}: a text project imports a .csv or .jsonl file", "file")
     prepared = _prepare_texts(project, rows, classes, report)
-    return _write_batch(project, prepared, report, kind=ImportBatch.Kind.TEXTS, user=user, source_name=source_name)
+    return _write_batch(
+        project, prepared, report, kind=ImportBatch.Kind.TEXTS, user=user, source_name=source_name, batch=batch
+    )
 
 
 # --- reading sources -----------------------------------------------------------------------
@@ -553,10 +562,24 @@ def _remove_files(names):
 # --- writing -------------------------------------------------------------------------------
 
 
-def _write_batch(project, prepared, report, *, kind, user, source_name):
+def save_batch(batch, **fields):
+    """A new ImportBatch with `fields`, or the queued `batch` given them (and marked done)."""
+    if batch is None:
+        return ImportBatch.objects.create(**fields)
+    for name, value in fields.items():
+        if name == "created_by" and value is None:
+            continue  # a worker has no user: the batch keeps the one who uploaded
+        setattr(batch, name, value)
+    batch.status = ImportBatch.Status.DONE
+    batch.save()
+    return batch
+
+
+def _write_batch(project, prepared, report, *, kind, user, source_name, batch=None):
     chunk = limits()["CHUNK_ROWS"]
     with transaction.atomic():
-        batch = ImportBatch.objects.create(
+        batch = save_batch(
+            batch,
             project=project,
             kind=kind,
             source_name=source_name[:255],

@@ -1,9 +1,12 @@
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.crowd_parse import parse_delimiter
 from annotation.errors import DomainError
 from annotation.management.lookup import project_named
 from annotation.services.annotation_import import import_annotations
+from annotation.services.labelstudio_import import import_labels_jsonl, import_labelstudio
 
 
 def _columns(value, count, option):
@@ -16,7 +19,9 @@ def _columns(value, count, option):
 class Command(BaseCommand):
     help = (
         "Import existing annotations: CSV/TSV rows of (item, labeler, label), and optionally a truth file of "
-        "(item, label) rows loaded as gold. Items are created by id, one labeler account (no login) per worker."
+        "(item, label) rows loaded as gold. Items are created by id, one labeler account (no login) per worker. "
+        "A .json file is read as a Label Studio export, a .jsonl file as Concord JSONL (one item a line with "
+        "its labels); --format says so for other names."
     )
 
     def add_arguments(self, parser):
@@ -33,8 +38,13 @@ class Command(BaseCommand):
         parser.add_argument("--truth-columns", help="The truth file's item and label columns, e.g. question,truth")
         parser.add_argument("--create-classes", action="store_true", help="Add label names the project lacks")
         parser.add_argument("--show-errors", type=int, default=20, help="How many rejected rows to print")
+        parser.add_argument("--format", choices=["csv", "jsonl", "labelstudio"], help="Default: from the extension")
 
     def handle(self, *args, **opts):
+        by_suffix = {".json": "labelstudio", ".jsonl": "jsonl"}
+        fmt = opts["format"] or by_suffix.get(Path(opts["file"]).suffix.lower(), "csv")
+        if fmt != "csv":
+            return self._import_tasks(fmt, opts)
         header = not opts["no_header"]
         # Naming the columns is required with a header: guessing them could import the wrong ones.
         if header and not opts["columns"]:
@@ -62,6 +72,27 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         self._report(batch, opts["show_errors"])
+
+    def _import_tasks(self, fmt, opts):
+        if opts["truth"] or opts["columns"] or opts["truth_columns"]:
+            raise CommandError(f"--truth, --columns and --truth-columns are for csv files, not {fmt}")
+        project = project_named(opts["project"])
+        run = import_labelstudio if fmt == "labelstudio" else import_labels_jsonl
+        try:
+            batch = run(project, opts["file"], create_classes=opts["create_classes"])
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        s = batch.summary
+        self.stdout.write(
+            f"Imported {batch.source_name} into {project.slug} (import batch {batch.pk}): {s['tasks']:,} items read, "
+            f"{s['tasks_rejected']:,} rejected; {s['items_created']:,} items created; {s['annotations_created']:,} "
+            f"labels created, {s['annotations_skipped']:,} skipped as already imported; {s['gold_loaded']:,} gold; "
+            f"{s['predictions_created']:,} predictions created, {s['predictions_updated']:,} updated"
+        )
+        for error in batch.errors[: opts["show_errors"]]:
+            self.stderr.write(f"  rejected row {error['row']} [{error['field']}]: {error['message']}")
+        if batch.rejected_count > opts["show_errors"]:
+            self.stderr.write(f"  ... and {batch.rejected_count - opts['show_errors']:,} more (see the import batch)")
 
     def _report(self, batch, show_errors):
         s = batch.summary
