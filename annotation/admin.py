@@ -105,6 +105,14 @@ class ResolutionLabelInline(admin.TabularInline):
     extra = 0
 
 
+@admin.register(models.ItemPrediction)
+class ItemPredictionAdmin(admin.ModelAdmin):
+    list_display = ["item", "source", "label_class", "score", "created_at"]
+    list_filter = ["item__project", "source"]
+    search_fields = ["item__external_id", "source"]
+    raw_id_fields = ["item", "label_class", "import_batch"]
+
+
 @admin.register(models.AdjudicationEvent)
 class AdjudicationEventAdmin(admin.ModelAdmin):
     """The SME decisions' history (resolve, ambiguous, send-back, and their undos): read-only."""

@@ -303,6 +303,8 @@ CONCORD_IMPORT = {
     "MAX_TEXT_CHARS": env_int("CONCORD_IMPORT_MAX_TEXT_CHARS", 100_000),
     "MAX_ZIP_TOTAL_BYTES": env_int("CONCORD_IMPORT_MAX_ZIP_TOTAL_BYTES", 1024**3),  # checked before unpacking
     "MAX_ZIP_MEMBERS": env_int("CONCORD_IMPORT_MAX_ZIP_MEMBERS", 100_000),
+    "QUEUE_ABOVE_BYTES": env_int("CONCORD_IMPORT_QUEUE_ABOVE_BYTES", 5 * 1024 * 1024),  # larger: a worker imports it
+    "QUEUE": env.str("CONCORD_IMPORT_QUEUE", default=""),  # Celery queue of queued imports; "" = the default queue
     "THUMBNAIL_SIZE": 128,
     "CHUNK_ROWS": 2000,
 }
