@@ -21,20 +21,15 @@ from django.utils import timezone
 
 from annotation.access import acting_user
 from annotation.models import LabelClass
+from config import queueing
 
+from .artifacts import artifact_root, load_model, stored_file
+from .conf import training_settings
+from .datasets import load_dataset
+from .errors import TrainingError, checked_note, readable_error
 from .heartbeat import beating
 from .models import ModelExport, ModelVersion, SnapshotLabel
-from .services import (
-    TrainingError,
-    artifact_root,
-    checked_note,
-    load_dataset,
-    load_model,
-    queue_or_fail,
-    readable_error,
-    stored_file,
-    training_settings,
-)
+from .registry import queue_or_fail
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +89,7 @@ def start_export(version: ModelVersion, fmt: str, *, user=None, queue_task=True)
 
 def enqueue(export_id: int) -> None:
     """Queue ``export_model``; if the broker refuses, the export fails with that reason."""
-    from .tasks import export_model
-
-    queue_or_fail(export_model, export_id, ModelExport, running=ModelExport.Status.EXPORTING, what="export")
+    queue_or_fail(queueing.EXPORT_MODEL, export_id, ModelExport, running=ModelExport.Status.EXPORTING, what="export")
 
 
 def bundle_path(export: ModelExport):
@@ -159,7 +152,7 @@ def run_export(export_id: int) -> str | None:
 
 
 def _export(export: ModelExport, token: str):
-    from . import export as X
+    from . import tflite as X
 
     version = export.model_version
     check_exportable(version, export.format)
