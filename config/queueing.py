@@ -24,10 +24,11 @@ REFRESH_QUALITY_REPORT = "annotation.tasks.refresh_quality_report"
 
 def task(name: str):
     """The registered task called ``name``. A web process may not have imported the tasks modules
-    yet (only a worker imports them at start-up): the first lookup has Celery import them all."""
+    yet (only a worker imports them at start-up): the first lookup imports every installed app's
+    ``tasks`` module (Celery's autodiscovery, run now; it touches no database)."""
     app = current_app
     if name not in app.tasks:
-        app.loader.import_default_modules()
+        app.autodiscover_tasks(force=True)
     return app.tasks[name]
 
 

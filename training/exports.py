@@ -2,7 +2,7 @@
 
 ``start_export`` (web) checks the request and queues ``export_model`` on commit; ``run_export``
 (worker, what the task and ``manage.py export_tflite`` run) loads the Keras model, converts it
-(training/export.py), runs the parity check on the dev split, writes the bundle atomically and
+(training/tflite.py), runs the parity check on the dev split, writes the bundle atomically and
 registers it. A claim token makes a second delivery of the same task harmless: only the run
 holding the token may register its bundle. Failures mark the export ``failed`` with a readable
 error; they never raise out of ``run_export``. While it runs, a heartbeat thread stamps the
