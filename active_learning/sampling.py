@@ -7,7 +7,7 @@ pool indices in queue order, each with the strategy and score that chose it.
 
 Strategy names: ``random``, ``least_confidence``, ``margin``, ``entropy``, ``error_model``,
 ``diversity`` and ``mix`` (by default 45 % margin, 40 % diversity, 15 % random: the best of the
-mixes benchmarks/active_learning.py measured, confirmed on seeds it was not chosen on; any other
+mixes benchmarks/al_strategies.py measured, confirmed on seeds it was not chosen on; any other
 weights by :func:`parse_weights`, e.g. issue #7's example 60 % entropy, 25 % error model, 15 % random).
 """
 

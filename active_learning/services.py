@@ -46,6 +46,7 @@ from annotation.access import acting_user
 from annotation.errors import DomainError
 from annotation.models import Annotation, GoldLabel, Item, Project, QueueEntry, Split
 from annotation.services.review import request_review
+from config import queueing
 from training import services as training
 from training.heartbeat import beating
 from training.models import ModelVersion, SnapshotLabel
@@ -53,6 +54,9 @@ from training.trainers import atomic_write
 
 from . import sampling
 from .models import Cycle, CycleSelection
+
+# The read side lives in progress.py; the pages and the API reach it through services too.
+from .progress import STAGE_SPAN, learning_curve, overall_progress, progress_payload  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +71,6 @@ DEFAULTS = {
 }
 # Cycle entries come after an SME's send-back (1e6) and before everything else; a batch keeps its order.
 PRIORITY_BASE = 1000.0
-# Where each stage sits on the cycle's progress bar.
-STAGE_SPAN = {
-    Cycle.Stage.QUEUED: (0.0, 0.0),
-    Cycle.Stage.TRAINING: (0.0, 0.7),
-    Cycle.Stage.SCORING: (0.7, 0.93),
-    Cycle.Stage.SELECTING: (0.93, 0.98),
-    Cycle.Stage.QUEUEING: (0.98, 1.0),
-    Cycle.Stage.DONE: (1.0, 1.0),
-}
 PROGRESS_EVERY_SECONDS = 0.5
 
 
@@ -171,12 +166,11 @@ def queue_chain(cycle_id: int, from_stage=Cycle.Stage.QUEUED) -> None:
     stopped); if the broker refuses, the cycle fails with that reason."""
     from celery import chain
 
-    from .tasks import STEPS
-
     queue = training.training_settings()["QUEUE"] or None
     first = STEP_STAGES.index(from_stage) if from_stage in STEP_STAGES else 0
     try:
-        chain(*(step.si(cycle_id).set(queue=queue) for step in STEPS[first:])).apply_async()
+        steps = [queueing.task(name) for name in queueing.CYCLE_STEPS[first:]]
+        chain(*(step.si(cycle_id).set(queue=queue) for step in steps)).apply_async()
     except Exception as exc:
         logger.exception("could not queue cycle %s", cycle_id)
         Cycle.objects.filter(pk=cycle_id, status__in=Cycle.ACTIVE).update(
@@ -561,53 +555,3 @@ def write_batch(cycle: Cycle) -> dict:
         "accuracy": evaluation.get("accuracy"),
         "evaluated_on": evaluation.get("evaluated_on"),
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
-
-
-def overall_progress(cycle: Cycle) -> float:
-    """0..1 for the progress bar; while training, the model's own progress fills the first span."""
-    if cycle.stage == Cycle.Stage.TRAINING and cycle.model_version is not None:
-        low, high = STAGE_SPAN[Cycle.Stage.TRAINING]
-        return low + (high - low) * cycle.model_version.progress
-    return cycle.progress
-
-
-def progress_payload(cycle: Cycle) -> dict:
-    """The small JSON the cycle pages poll (cycle with ``model_version`` selected)."""
-    version = cycle.model_version
-    stage_label = cycle.get_stage_display()
-    if cycle.stage == Cycle.Stage.TRAINING and version is not None and version.status == ModelVersion.Status.TRAINING:
-        stage_label = f"Training: {version.get_stage_display().lower()}"
-    if cycle.is_active and cycle.error:
-        stage_label = f"{stage_label} · {cycle.error}"  # the reaper's note: its worker was lost
-    return {
-        "id": cycle.pk,
-        "number": cycle.number,
-        "status": cycle.status,
-        "stage": cycle.stage,
-        "stage_label": stage_label,
-        "progress": round(overall_progress(cycle), 4),
-        "error": cycle.error,
-        "selected": (cycle.summary or {}).get("selected"),
-        "model": version.short_id if version else None,
-    }
-
-
-def learning_curve(project) -> list[dict]:
-    """Labels vs the model's evaluated accuracy, one point per finished cycle, oldest first."""
-    cycles = (
-        Cycle.objects.filter(project=project, status=Cycle.Status.DONE)
-        .select_related("model_version__snapshot")
-        .order_by("number")
-    )
-    points = []
-    for cycle in cycles:
-        version = cycle.model_version
-        if version is None or version.snapshot is None or version.headline_accuracy is None:
-            continue
-        points.append({"cycle": cycle.number, "labels": version.snapshot.size, "accuracy": version.headline_accuracy})
-    return points

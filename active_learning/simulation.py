@@ -52,7 +52,7 @@ CV_FOLDS = 5
 
 
 # ------------------------------------------------------------------------------------------------
-# Building blocks (also used by benchmarks/active_learning.py to run a library on the same splits)
+# Building blocks (also used by benchmarks/al_strategies.py to run a library on the same splits)
 # ------------------------------------------------------------------------------------------------
 
 
@@ -340,22 +340,34 @@ def write_json(result: dict, path) -> Path:
 
 
 def write_png(result: dict, path, title: str = "", dashed: Sequence[str] = ()) -> Path:
-    """The learning curves of ``result["strategies"]`` as a PNG: mean line, mean ± std band, and a
-    dashed line at the target accuracy. Curves named in ``dashed`` are drawn dashed, without a band
-    (for a reference that may lie right on top of another curve)."""
-    from .curve_png import learning_curves_png
+    """The learning curves of ``result["strategies"]`` as a 960 x 560 PNG: per strategy a mean line
+    over a mean ± std band, and a dashed line at the target accuracy. Curves named in ``dashed``
+    are drawn dashed, without a band (for a reference that may lie right on top of another curve).
+    Colours follow matplotlib's "tab10" in the order of the strategies."""
+    # Imported here only: the web process and the simulator's callers that write no PNG never load it.
+    import matplotlib
 
-    series = [
-        {
-            "name": name,
-            "labels": c["labels"],
-            "mean": c["mean"],
-            "low": (np.asarray(c["mean"]) - np.asarray(c["std"])).tolist(),
-            "high": (np.asarray(c["mean"]) + np.asarray(c["std"])).tolist(),
-            "dashed": name in dashed,
-        }
-        for name, c in result["strategies"].items()
-    ]
+    matplotlib.use("Agg")  # files only, no display
+    from matplotlib.figure import Figure
+
     target = result["target_accuracy"]
+    figure = Figure(figsize=(9.6, 5.6), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    for i, (name, c) in enumerate(result["strategies"].items()):
+        color = f"C{i % 10}"
+        labels, mean = np.asarray(c["labels"]), np.asarray(c["mean"])
+        if name in dashed:
+            axes.plot(labels, mean, color=color, linewidth=2, linestyle=(0, (4, 2)), label=name)
+            continue
+        axes.plot(labels, mean, color=color, linewidth=2, label=name)
+        std = np.asarray(c["std"])
+        axes.fill_between(labels, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
     mark = f"{result['target_fraction']:.0%} of full-pool accuracy ({target:.3f})"
-    return learning_curves_png(path, series, target=target, target_label=mark, title=title)
+    axes.axhline(target, color="0.2", linewidth=1, linestyle="--", label=mark)
+    axes.set(xlabel="labels", ylabel="test accuracy", xlim=(0, None), title=title)
+    axes.grid(color="0.9")
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="band: mean ± 1 std")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path

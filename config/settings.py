@@ -3,6 +3,7 @@
 Bad values fail loudly at start-up (ImproperlyConfigured) instead of surfacing later.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -141,8 +142,11 @@ if _db_scheme == "sqlite":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     # A file, not Django's shared in-memory database: the live server's request threads in the
-    # browser tests then get connections of their own.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # browser tests then get connections of their own. One file per test run (TEST_DATABASE_NAME,
+    # else by process id), so two `make test` runs at once never share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("TEST_DATABASE_NAME", default=str(VAR_DIR / f"test-{os.getpid()}.sqlite3"))
+    }
 # Persistent connections, checked before each request reuses one: a connection the database dropped
 # (restart, failover, an idle timeout) is replaced instead of failing the request with a 500.
 # SQLite gains nothing from keeping its file open across the development server's request threads.

@@ -2,7 +2,7 @@
 
 ``start_export`` (web) checks the request and queues ``export_model`` on commit; ``run_export``
 (worker, what the task and ``manage.py export_tflite`` run) loads the Keras model, converts it
-(training/export.py), runs the parity check on the dev split, writes the bundle atomically and
+(training/tflite.py), runs the parity check on the dev split, writes the bundle atomically and
 registers it. A claim token makes a second delivery of the same task harmless: only the run
 holding the token may register its bundle. Failures mark the export ``failed`` with a readable
 error; they never raise out of ``run_export``. While it runs, a heartbeat thread stamps the
@@ -21,20 +21,15 @@ from django.utils import timezone
 
 from annotation.access import acting_user
 from annotation.models import LabelClass
+from config import queueing
 
+from .artifacts import artifact_root, load_model, stored_file
+from .conf import training_settings
+from .datasets import load_dataset
+from .errors import TrainingError, checked_note, readable_error
 from .heartbeat import beating
 from .models import ModelExport, ModelVersion, SnapshotLabel
-from .services import (
-    TrainingError,
-    artifact_root,
-    checked_note,
-    load_dataset,
-    load_model,
-    queue_or_fail,
-    readable_error,
-    stored_file,
-    training_settings,
-)
+from .registry import queue_or_fail
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +89,7 @@ def start_export(version: ModelVersion, fmt: str, *, user=None, queue_task=True)
 
 def enqueue(export_id: int) -> None:
     """Queue ``export_model``; if the broker refuses, the export fails with that reason."""
-    from .tasks import export_model
-
-    queue_or_fail(export_model, export_id, ModelExport, running=ModelExport.Status.EXPORTING, what="export")
+    queue_or_fail(queueing.EXPORT_MODEL, export_id, ModelExport, running=ModelExport.Status.EXPORTING, what="export")
 
 
 def bundle_path(export: ModelExport):
@@ -159,7 +152,7 @@ def run_export(export_id: int) -> str | None:
 
 
 def _export(export: ModelExport, token: str):
-    from . import export as X
+    from . import tflite as X
 
     version = export.model_version
     check_exportable(version, export.format)

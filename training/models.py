@@ -232,7 +232,7 @@ class Promotion(models.Model):
 
 class ModelExport(models.Model):
     """A TensorFlow Lite bundle of a ``keras_cnn`` version, float32 or full-integer int8, with the
-    parity check of its interpreter against the Keras model on the dev split (training/export.py).
+    parity check of its interpreter against the Keras model on the dev split (training/tflite.py).
 
     ``exporting`` until the worker has written the bundle; then ``ready``, ``rejected`` (an int8
     export losing more dev accuracy than ``EXPORT_MAX_DROP``; an MLE may accept it with a note,

@@ -13,7 +13,7 @@ has no heartbeat yet and is not lost. Re-queueing clears the run token, so a run
 that is somehow still alive stops at its next write, and stamps the heartbeat, so the row is not
 reaped again while its new message waits. If the broker later redelivers the original message as
 well, the two are ordinary concurrent deliveries: the later claim wins and the other run stops at
-its next write (training/services.py), so one model or bundle is ever registered.
+its next write (training/runs.py), so one model or bundle is ever registered.
 
 A cycle's model is left to the cycle's reaper (active_learning/recovery.py), which re-queues the
 cycle from the step it reached.

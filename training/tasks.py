@@ -1,7 +1,7 @@
 """Celery tasks of the training app. Each takes ids and is safe to run twice.
 
 Tasks are acknowledged late and rejected when the worker is lost (config/settings.py), so a worker
-killed mid-training gets its task redelivered; :func:`training.services.run_training` then claims
+killed mid-training gets its task redelivered; :func:`training.runs.run_training` then claims
 the version again and starts over, and only a finished run ever marks a version ``ready``. When the
 whole worker process dies, Redis gives the message back only after the visibility timeout (hours):
 sooner, :func:`reap`, run by Celery beat, re-queues work whose heartbeat stopped.
@@ -21,7 +21,7 @@ def train_model(model_version_id: int) -> str | None:
     version as it goes, and a failure marks it ``failed`` with a readable error (no retry: a
     failed version stays failed and the MLE starts a new one). Returns the final status, or
     None when the version was already finished, gone or taken over by another delivery."""
-    from .services import run_training
+    from .runs import run_training
 
     return run_training(model_version_id)
 

@@ -12,7 +12,7 @@ deliberate, and the merge preview endpoint states the consequence for a script t
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -27,9 +27,6 @@ from .errors import api_error
 
 QUEUE_PAGE = 100
 MAX_QUEUE_PAGE = 1000
-
-# Free-form JSON in and out (the docstrings say which fields); keeps the schema generator quiet.
-JSON_SCHEMA = extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
 
 
 def staff_project(user, project_id):
@@ -53,28 +50,6 @@ def _call(fn, *args, **kwargs):
         raise api_error(exc) from exc
 
 
-def _data(request):
-    if not isinstance(request.data, dict):
-        raise ValidationError({"non_field_errors": ["send a JSON object"]})
-    return request.data
-
-
-def _bool(data, name):
-    value = data.get(name, False)
-    if not isinstance(value, bool):
-        raise ValidationError({name: ["must be true or false"]})
-    return value
-
-
-def _str(data, name, default=""):
-    value = data.get(name, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise ValidationError({name: ["must be text"]})
-    return value
-
-
 class StrictBooleanField(serializers.BooleanField):
     """true or false only: DRF's BooleanField also takes "yes", "on", 1, ..., which a JSON client
     sending the wrong type should hear about."""
@@ -83,6 +58,54 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
         return data
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PlainTextField(serializers.Field):
+    """Text as sent (not trimmed); null or absent is "". Anything else: "must be text"."""
+
+    default_error_messages = {"invalid": "must be text"}
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, allow_null=True, default="", **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class AsSentField(serializers.Field):
+    """A value handed to the service as sent, null included: the service checks it and names the
+    field in the words the API has always used. The schema (see the subclasses) says what to send."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        super().__init__(allow_null=True, **kwargs)
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class IdAsSentField(AsSentField):
+    pass
+
+
+@extend_schema_field({"type": "array", "items": {"type": "integer"}})
+class IdsAsSentField(AsSentField):
+    pass
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class TextAsSentField(AsSentField):
+    pass
 
 
 class QueueQuerySerializer(serializers.Serializer):
@@ -120,6 +143,42 @@ def row_json(row):
     return QueueRowSerializer(row).data
 
 
+class QueuePageSerializer(serializers.Serializer):
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text="Items per reason.")
+    count = serializers.IntegerField(help_text="Items in the filtered queue.")
+    start = serializers.IntegerField(help_text="Position of the first row in the filtered queue.")
+    consensus_method = serializers.CharField()
+    next = serializers.CharField(allow_null=True, help_text="Pass as `after` for the next page.")
+    previous = serializers.CharField(allow_null=True, help_text="Pass as `before` for the previous page.")
+    results = QueueRowSerializer(many=True)
+
+
+class ResolutionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField()
+    labels = serializers.ListField(child=serializers.CharField())
+    is_ambiguous = serializers.BooleanField()
+    note = serializers.CharField()
+    decided_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    event = serializers.IntegerField(allow_null=True, help_text="Undo it at decisions/{event}/undo/.")
+    undo_seconds = serializers.IntegerField()
+
+
+class SentBackSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    retired_annotations = serializers.IntegerField()
+    event = serializers.IntegerField()
+    undo_seconds = serializers.IntegerField()
+
+
+class UndoneSerializer(serializers.Serializer):
+    event = serializers.IntegerField()
+    item = serializers.IntegerField()
+    kind = serializers.CharField()
+    undone_at = serializers.DateTimeField()
+
+
 class DisagreementList(APIView):
     """GET: the disagreement queue, most disputed first, with counts per reason, a page at a time.
 
@@ -127,7 +186,7 @@ class DisagreementList(APIView):
     `slice` (key=value). Keyset pages: `limit` rows (default 100, at most 1,000); `next` /
     `previous` are the cursors to pass as `after` / `before` for the next / previous page."""
 
-    @extend_schema(parameters=[QueueQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[QueueQuerySerializer], responses=QueuePageSerializer)
     def get(self, request, project_id):
         project = staff_project(request.user, project_id)
         query = QueueQuerySerializer(data=request.query_params)
@@ -186,7 +245,7 @@ class ResolutionCreate(APIView):
     `expected_current` is the resolution you saw; 409 when another SME decided meanwhile. The
     answer's `event` can be undone within `undo_seconds` (see DecisionUndo)."""
 
-    @extend_schema(request=ResolutionInputSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=ResolutionInputSerializer, responses={201: ResolutionSerializer})
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
         data = _valid(ResolutionInputSerializer, request)
@@ -213,7 +272,7 @@ class SendBack(APIView):
     """POST {item}: its labels stop counting and it is served for k fresh labels. The answer's
     `event` can be undone within `undo_seconds` while no new label has come in."""
 
-    @extend_schema(request=ItemInputSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=ItemInputSerializer, responses=SentBackSerializer)
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
         data = _valid(ItemInputSerializer, request)
@@ -233,22 +292,82 @@ class DecisionUndo(APIView):
     400 when too late, already undone or not yours; 409 when the item moved on (decided again,
     or labelled anew after a send-back)."""
 
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=None, responses=UndoneSerializer)
     def post(self, request, project_id, pk):
         project = staff_project(request.user, project_id)
         event = _call(adjudication.undo_decision, project, pk, request.user)
         return Response({"event": event.pk, "item": event.item_id, "kind": event.kind, "undone_at": event.undone_at})
 
 
+class GuidelineNoteInputSerializer(serializers.Serializer):
+    text = PlainTextField()
+    item = IdAsSentField(help_text="The item the note is about, if any.")
+
+
+class GuidelineNoteSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    draft_version = serializers.IntegerField()
+
+
 class GuidelineNoteCreate(APIView):
     """POST {text, item?}: a note for the next guideline draft."""
 
-    @JSON_SCHEMA
+    @extend_schema(request=GuidelineNoteInputSerializer, responses={201: GuidelineNoteSerializer})
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        data = _data(request)
-        note = _call(guidelines.add_note, project, request.user, text=_str(data, "text"), item_id=data.get("item"))
+        data = _valid(GuidelineNoteInputSerializer, request)
+        note = _call(guidelines.add_note, project, request.user, text=data["text"] or "", item_id=data.get("item"))
         return Response({"id": note.pk, "draft_version": note.draft.version}, status=status.HTTP_201_CREATED)
+
+
+class ClassSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    shortcut = serializers.CharField(allow_blank=True)
+    is_ambiguity = serializers.BooleanField()
+    is_active = serializers.BooleanField()
+    merged_into = serializers.IntegerField(allow_null=True, help_text="The class it was merged into.")
+
+
+class ClassCreatedSerializer(ClassSerializer):
+    operation = serializers.IntegerField(help_text="The audit row of the change.")
+
+
+class OperationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    operation = serializers.CharField()
+    actor = serializers.CharField(allow_null=True)
+    details = serializers.JSONField()
+    before = serializers.JSONField()
+    after = serializers.JSONField()
+
+
+class ClassInputSerializer(serializers.Serializer):
+    name = PlainTextField()
+    is_ambiguity = StrictBooleanField(
+        required=False,
+        default=False,
+        error_messages={"invalid": "must be true or false", "null": "must be true or false"},
+    )
+
+
+class RenameInputSerializer(serializers.Serializer):
+    name = PlainTextField()
+
+
+class MergeInputSerializer(serializers.Serializer):
+    sources = IdsAsSentField(help_text="Ids of the classes to merge.")
+    target = IdAsSentField(help_text="The id of the class they merge into; or give `new_target`.")
+    new_target = TextAsSentField(help_text="The name of a new class they merge into.")
+
+
+class MergePreviewSerializer(serializers.Serializer):
+    sources = serializers.ListField(child=serializers.CharField())
+    target = serializers.CharField()
+    target_is_new = serializers.BooleanField()
+    moves = serializers.DictField(child=serializers.IntegerField(), help_text="Labels that would move, per kind.")
+    alpha_before = serializers.FloatField(allow_null=True)
+    alpha_after = serializers.FloatField(allow_null=True)
 
 
 def class_json(c):
@@ -280,21 +399,21 @@ def _merge_args(data):
 class ClassList(APIView):
     """GET: the project's classes (active and not). POST {name, is_ambiguity?}: add a class."""
 
-    @JSON_SCHEMA
+    @extend_schema(responses=ClassSerializer(many=True))
     def get(self, request, project_id):
         project = staff_project(request.user, project_id)
         return Response([class_json(c) for c in LabelClass.objects.filter(project=project)])
 
-    @JSON_SCHEMA
+    @extend_schema(request=ClassInputSerializer, responses={201: ClassCreatedSerializer})
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        data = _data(request)
+        data = _valid(ClassInputSerializer, request)
         label_class, op = _call(
             adjudication.add_class,
             project,
             request.user,
-            name=_str(data, "name"),
-            is_ambiguity=_bool(data, "is_ambiguity"),
+            name=data["name"] or "",
+            is_ambiguity=data["is_ambiguity"],
         )
         return Response({**class_json(label_class), "operation": op.pk}, status=status.HTTP_201_CREATED)
 
@@ -302,38 +421,72 @@ class ClassList(APIView):
 class ClassMerge(APIView):
     """POST {sources: [ids], target: id | new_target: name}: merge, audited."""
 
-    @JSON_SCHEMA
+    @extend_schema(request=MergeInputSerializer, responses={201: OperationSerializer})
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        op = _call(adjudication.merge, project, request.user, **_merge_args(_data(request)))
+        op = _call(adjudication.merge, project, request.user, **_merge_args(_valid(MergeInputSerializer, request)))
         return Response(operation_json(op), status=status.HTTP_201_CREATED)
 
 
 class ClassMergePreview(APIView):
     """POST {sources, target | new_target}: what the merge would change; writes nothing."""
 
-    @JSON_SCHEMA
+    @extend_schema(request=MergeInputSerializer, responses=MergePreviewSerializer)
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        return Response(_call(adjudication.merge_preview, project, **_merge_args(_data(request))))
+        return Response(
+            _call(adjudication.merge_preview, project, **_merge_args(_valid(MergeInputSerializer, request)))
+        )
 
 
 class ClassRename(APIView):
-    @JSON_SCHEMA
+    @extend_schema(request=RenameInputSerializer, responses=OperationSerializer)
     def post(self, request, project_id, class_id):
         project = staff_project(request.user, project_id)
-        op = _call(
-            adjudication.rename_class, project, request.user, class_id=class_id, name=_str(_data(request), "name")
-        )
+        name = _valid(RenameInputSerializer, request)["name"] or ""
+        op = _call(adjudication.rename_class, project, request.user, class_id=class_id, name=name)
         return Response(operation_json(op))
 
 
 class ClassDeactivate(APIView):
-    @JSON_SCHEMA
+    @extend_schema(request=None, responses=OperationSerializer)
     def post(self, request, project_id, class_id):
         project = staff_project(request.user, project_id)
         op = _call(adjudication.deactivate_class, project, request.user, class_id=class_id)
         return Response(operation_json(op))
+
+
+class GuidelineVersionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    published_at = serializers.DateTimeField()
+    author = serializers.CharField(allow_null=True)
+    labels = serializers.IntegerField(help_text="Labels made under this version.")
+    krippendorff_alpha = serializers.FloatField(allow_null=True)
+    percent_agreement = serializers.FloatField(allow_null=True)
+    text = serializers.CharField()
+
+
+class GuidelineDraftSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    text = serializers.CharField(allow_blank=True)
+
+
+class GuidelinesSerializer(serializers.Serializer):
+    versions = GuidelineVersionSerializer(many=True, help_text="Published versions, newest first.")
+    draft = GuidelineDraftSerializer(allow_null=True)
+
+
+class GuidelineDraftInputSerializer(serializers.Serializer):
+    text = TextAsSentField(required=True, error_messages={"required": "this field is required"})
+
+
+class GuidelinePublishInputSerializer(serializers.Serializer):
+    text = TextAsSentField(help_text="Publish this text; without it, the draft as saved.")
+
+
+class GuidelinePublishedSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    published_at = serializers.DateTimeField()
 
 
 def guideline_payload(project):
@@ -354,17 +507,15 @@ def guideline_payload(project):
 class GuidelineList(APIView):
     """GET: published versions (with agreement under each) and the draft. POST {text}: save the draft."""
 
-    @JSON_SCHEMA
+    @extend_schema(responses=GuidelinesSerializer)
     def get(self, request, project_id):
         project = staff_project(request.user, project_id)
         return Response(guideline_payload(project))
 
-    @JSON_SCHEMA
+    @extend_schema(request=GuidelineDraftInputSerializer, responses={201: GuidelineDraftSerializer})
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        data = _data(request)
-        if "text" not in data:
-            raise ValidationError({"text": ["this field is required"]})
+        data = _valid(GuidelineDraftInputSerializer, request)
         draft = _call(guidelines.save_draft, project, request.user, data["text"])
         return Response({"version": draft.version, "text": draft.text}, status=status.HTTP_201_CREATED)
 
@@ -372,9 +523,9 @@ class GuidelineList(APIView):
 class GuidelinePublish(APIView):
     """POST {text?}: publish the draft (with `text`, when given) as the new version."""
 
-    @JSON_SCHEMA
+    @extend_schema(request=GuidelinePublishInputSerializer, responses={201: GuidelinePublishedSerializer})
     def post(self, request, project_id):
         project = staff_project(request.user, project_id)
-        data = _data(request)
+        data = _valid(GuidelinePublishInputSerializer, request)
         g = _call(guidelines.publish, project, request.user, data.get("text"))
         return Response({"version": g.version, "published_at": g.published_at}, status=status.HTTP_201_CREATED)

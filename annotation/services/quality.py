@@ -33,6 +33,8 @@ from django.db import connections, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
+from config import queueing
+
 from .. import quality
 from ..models import (
     Annotation,
@@ -513,8 +515,6 @@ def schedule_quality_refresh(project, *, current: dict | None = None, report=Non
     """Queue ``refresh_quality_report`` for the project once the current transaction commits,
     unless its latest report is fresh or this same state was queued in the last
     ``QUEUE_THROTTLE_SECONDS``. Returns whether it queued."""
-    from ..tasks import refresh_quality_report as task
-
     current = current if current is not None else fingerprint(project)
     report = report if report is not None else latest_report(project)
     if is_fresh(report, current):
@@ -522,7 +522,7 @@ def schedule_quality_refresh(project, *, current: dict | None = None, report=Non
     if not cache.add(_throttle_key(project, current), True, timeout=quality_settings()["QUEUE_THROTTLE_SECONDS"]):
         return False
     project_id = project.pk
-    transaction.on_commit(lambda: task.delay(project_id))
+    transaction.on_commit(lambda: queueing.task(queueing.REFRESH_QUALITY_REPORT).delay(project_id))
     return True
 
 
@@ -531,12 +531,12 @@ def queue_quality_refresh_soon(project_id: int) -> bool:
     one refresh of the project's report ``DEBOUNCE_SECONDS`` after the transaction commits, at
     most once per project in that window, so a stream of labels costs one recomputation a minute,
     not one per label. Makes no database query. Returns whether it queued."""
-    from ..tasks import refresh_quality_report as task
-
     delay = int(quality_settings()["DEBOUNCE_SECONDS"])
     if not cache.add(f"concord:quality-soon:{project_id}", True, timeout=max(delay, 1)):
         return False
-    transaction.on_commit(lambda: task.apply_async(args=[project_id], countdown=delay))
+    transaction.on_commit(
+        lambda: queueing.task(queueing.REFRESH_QUALITY_REPORT).apply_async(args=[project_id], countdown=delay)
+    )
     return True
 
 

@@ -2,13 +2,14 @@
 
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from active_learning.curve_png import nice_ticks
 from active_learning.simulation import (
     curve_summary,
     draw_initial,
@@ -17,6 +18,7 @@ from active_learning.simulation import (
     out_of_fold_proba,
     simulate,
     split_pool_test,
+    write_png,
 )
 
 STRATEGIES = ["random", "margin", "error_model", "diversity", "mix"]
@@ -105,11 +107,30 @@ def test_curve_summary_uses_the_mean_over_seeds():
     assert curve_summary([10, 20], [[0.5, 0.9], [0.7, 0.7]], 0.85)["labels_to_target"] is None
 
 
-def test_plot_ticks_are_round_and_cover_the_data():
-    assert nice_ticks(0, 500, 8) == [0, 100, 200, 300, 400, 500]
-    assert nice_ticks(0.47, 0.97, 7) == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-    assert nice_ticks(0.905, 0.968, 7) == [0.9, 0.92, 0.94, 0.96, 0.98]
-    assert nice_ticks(3, 3) == [3.0, 3.1, 3.2, 3.3]  # a flat curve still gets an axis
+def test_the_png_draws_each_strategy_in_its_colour_at_the_figure_size(tmp_path):
+    result = {
+        "target_accuracy": 0.8,
+        "target_fraction": 0.95,
+        "strategies": {
+            "random": {"labels": [10, 20, 30], "mean": [0.5, 0.6, 0.7], "std": [0.05, 0.05, 0.05]},
+            "margin": {"labels": [10, 20, 30], "mean": [0.55, 0.75, 0.9], "std": [0.02, 0.02, 0.02]},
+            "modAL": {"labels": [10, 20, 30], "mean": [0.55, 0.74, 0.9], "std": [0.0, 0.0, 0.0]},
+        },
+    }
+    path = write_png(result, tmp_path / "plots" / "curves.png", title="digits", dashed=["modAL"])
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.size == (960, 560)
+        drawn = {color for _, color in png.convert("RGB").getcolors(png.width * png.height)}
+    # matplotlib's tab10 in the order of the strategies: each curve (and its legend swatch) is there.
+    for hex_color in ("#1f77b4", "#ff7f0e", "#2ca02c"):
+        assert tuple(int(hex_color[i : i + 2], 16) for i in (1, 3, 5)) in drawn
+    assert (214, 39, 40) not in drawn  # no fourth curve
+
+
+def test_importing_the_simulator_loads_no_plotting_library():
+    code = "import active_learning.simulation, sys; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
+    assert result.stdout.strip() == "False"
 
 
 def test_label_schedule_ends_at_the_budget():

@@ -11,7 +11,7 @@ Issue #7's target: the best Concord strategy reaches 95 % of the full-pool accur
 60 % of the labels random sampling needs, and with no more labels than the library's uncertainty
 sampling (labels read off the mean curve over seeds).
 
-    .venv/bin/python benchmarks/active_learning.py
+    .venv/bin/python benchmarks/al_strategies.py
 
 Prints the table, replaces the "Active learning on digits (simulator)" section of
 benchmarks/RESULTS.md and writes the plot to docs/active_learning_digits.png.
@@ -237,7 +237,7 @@ def main():
     text = [
         SECTION,
         "",
-        f"`benchmarks/active_learning.py`, {date.today():%Y-%m-%d}, {machine}. scikit-learn's 1,797 digits "
+        f"`benchmarks/al_strategies.py`, {date.today():%Y-%m-%d}, {machine}. scikit-learn's 1,797 digits "
         f"(8x8 pixels / 16); one fixed stratified test set of {result['n_test']} items, a pool of {result['n_pool']}; "
         f"{len(result['seeds'])} seeds, {result['initial_size']} initial labels (one per class, then random; the "
         f"same for every strategy), batches of {result['batch']}, a budget of {budget}; `sklearn_logreg` with its "

@@ -30,7 +30,7 @@ MAX_SLICE_VALUES = 20  # metadata keys with more values than this are not sliced
 
 
 def preprocessing(image_size: int) -> dict:
-    """How keras_cnn turns an image file into its input (training.services.load_dataset/_pixels)."""
+    """How keras_cnn turns an image file into its input (training.datasets.load_dataset/_pixels)."""
     return {
         "grayscale": True,  # PIL convert("L") after draft("L", (256, 256))
         "resize": [image_size, image_size],  # width, height
