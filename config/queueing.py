@@ -20,6 +20,7 @@ CYCLE_STEPS = (
     "active_learning.queue_step",
 )
 REFRESH_QUALITY_REPORT = "annotation.tasks.refresh_quality_report"
+RUN_QUEUED_IMPORT = "annotation.tasks.run_queued_import"
 
 
 def task(name: str):

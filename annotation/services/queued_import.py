@@ -19,6 +19,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import OperationalError, transaction
 
+from config import queueing
+
 from ..access import acting_user
 from ..errors import DomainError
 from ..models import ImportBatch
@@ -40,8 +42,6 @@ def folder_of(batch_id: int) -> Path:
 def queue_import(project, *, job: str, kind: str, uploads: dict, options: dict, user) -> ImportBatch:
     """Keep `uploads` (role -> uploaded file; role 'file' names the batch) and queue `job`
     ('items', 'annotations', 'labelstudio', 'labels_jsonl') with JSON-safe `options`."""
-    from ..tasks import run_queued_import
-
     main = uploads["file"]
     with transaction.atomic():
         batch = ImportBatch.objects.create(
@@ -66,7 +66,7 @@ def queue_import(project, *, job: str, kind: str, uploads: dict, options: dict, 
         batch.summary["queued"] = {"job": job, "files": files, "options": options}
         batch.save(update_fields=["summary"])
         queue = settings.CONCORD_IMPORT.get("QUEUE") or None
-        transaction.on_commit(lambda: run_queued_import.apply_async((batch.pk,), queue=queue))
+        queueing.queue_on_commit(queueing.RUN_QUEUED_IMPORT, batch.pk, queue=queue)
     return batch
 
 
