@@ -131,9 +131,9 @@ def project_detail(request, slug):
         "annotations": counts.annotations,
         "labelled_items": counts.labelled_items,
         "labelers": counts.labelers,
+        # Read live (one query on the labeler's index): it is what a labeler watches grow.
+        "mine": Annotation.objects.current().filter(item__project=project, labeler=user).count(),
     }
-    if project.user_role == Role.LABELER:  # their own count is read live: it is what they watch grow
-        annotation_counts["mine"] = Annotation.objects.current().filter(item__project=project, labeler=user).count()
 
     team = {row["role"]: row["n"] for row in project.memberships.values("role").annotate(n=Count("pk")).order_by()}
     team_rows = [(Role(r).label, team.get(r, 0)) for r in Role.values]

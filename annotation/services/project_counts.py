@@ -46,10 +46,7 @@ def compute(project):
         .annotate(n=Count("pk"), unsure=Count("pk", filter=Q(unsure=True)), last=Max("created_at"))
         .order_by("-n", "labeler__username")[:LABELER_ROWS]
     )
-    labeler_rows = [
-        {"username": r["labeler__username"], "n": r["n"], "unsure": r["unsure"], "last": r["last"].isoformat()}
-        for r in rows
-    ]
+    labeler_rows = [{**r, "last": r["last"].isoformat()} for r in rows]  # JSON: the time as text
     return {**items, **annotations, "labeler_rows": labeler_rows}
 
 
@@ -80,6 +77,12 @@ def counts_for(project, *, now=None):
 
 
 def mark_stale(project_id):
-    """Have the next read recount `project_id`; once the current transaction commits, so a
-    reader cannot recount before the writes are visible and keep the old figures."""
-    transaction.on_commit(lambda: ProjectCounts.objects.filter(project_id=project_id).update(stale=True))
+    """Have the next read recount `project_id`. Marked now and again once the current transaction
+    (if any) commits: a reader that recounted between the two saw the writes uncommitted, i.e.
+    not at all, and must not keep those figures for MAX_AGE."""
+
+    def mark():
+        ProjectCounts.objects.filter(project_id=project_id).update(stale=True)
+
+    mark()
+    transaction.on_commit(mark)
