@@ -25,6 +25,7 @@ from django.db.models import Case, CharField, Count, Exists, F, IntegerField, Ou
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Left
 from django.shortcuts import render
+from django.urls import reverse
 
 from annotation.models import (
     Annotation,
@@ -69,8 +70,8 @@ class BadFilter(Exception):
 
 
 def _annotated_items(project):
-    """The project's items with `n_labels`, `n_classes`, `resolved`, `has_gold`, `status` and
-    `final_label`, all computed in the one query."""
+    """The project's items with `n_labels`, `n_classes`, `resolved`, `has_labels`, `has_gold`,
+    `needed` and `final_label`, all computed in the one query (`status_of` reads them)."""
     current = Annotation.objects.filter(item=OuterRef("pk"), is_current=True).order_by()
     n_labels = current.values("item").annotate(n=Count("pk")).values("n")
     n_classes = (
@@ -100,14 +101,6 @@ def _annotated_items(project):
             ),
         )
         .annotate(
-            status=Case(
-                When(resolved=True, then=Value("resolved")),
-                When(n_classes__gt=1, then=Value("disputed")),
-                When(n_labels=0, then=Value("unlabelled")),
-                When(n_labels__lt=F("needed"), then=Value("partly")),
-                default=Value("complete"),
-                output_field=CharField(),
-            ),
             final_label=Coalesce(
                 Subquery(resolved_class.order_by("label_class__order").values("label_class__name")[:1]),
                 Case(When(resolved=True, then=Value("ambiguous")), default=None, output_field=CharField()),
@@ -115,6 +108,18 @@ def _annotated_items(project):
             ),
         )
     )
+
+
+def status_of(item):
+    """The tile's status from the page query's columns: the rules of the module docstring, which
+    STATUS_CONDITIONS filters on."""
+    if item.resolved:
+        return "resolved"
+    if item.n_classes > 1:
+        return "disputed"
+    if item.n_labels == 0:
+        return "unlabelled"
+    return "partly" if item.n_labels < item.needed else "complete"
 
 
 def _text_filter(params, name):
@@ -213,6 +218,8 @@ def item_browser(request, slug):
             items = items.annotate(snippet=Left("text", SNIPPET_CHARS + 1))
         items = items.defer("text", "metadata")
         rows, has_previous, has_next = _page(items, after, before)
+        for item in rows:
+            item.status = status_of(item)
     except BadFilter as exc:
         error = exc
     query = {k: v for k, v in filters.items() if v}
@@ -228,5 +235,8 @@ def item_browser(request, slug):
         "previous_query": urlencode({**query, "before": rows[0].pk}) if rows and has_previous else None,
         "next_query": urlencode({**query, "after": rows[-1].pk}) if rows and has_next else None,
         "snippet_chars": SNIPPET_CHARS,
+        # One reverse() each, not two per tile: the tiles append the item id.
+        "item_page_prefix": reverse("adjudication:item", args=[project.slug, 0]).removesuffix("0/"),
+        "item_file_prefix": reverse("item-file", args=[0, "image"]).removesuffix("0/image/"),
     }
     return render(request, "frontend/setup/item_browser.html", context, status=400 if error else 200)
