@@ -17,8 +17,9 @@ Freshness: a row is recomputed on the next read when it is `stale` or older than
 
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from ..models import Annotation, Item, ProjectCounts, Split
@@ -28,7 +29,10 @@ LABELER_ROWS = 25
 
 
 def compute(project):
-    """Count the project now: a dict of ProjectCounts' fields. Three aggregate queries."""
+    """Count the project now: a dict of ProjectCounts' fields. Four queries, no COUNT(DISTINCT)
+    over the annotations (at 1M annotations two of those took 2 s): one GROUP BY labeler gives
+    the total, the number of labelers and the most active ones; labelled items are counted as
+    items with a current annotation."""
     items = Item.objects.filter(project=project).aggregate(
         items=Count("pk"),
         **{s.value: Count("pk", filter=Q(split=s.value)) for s in Split},
@@ -36,18 +40,31 @@ def compute(project):
         gold=Count("gold"),
     )
     current = Annotation.objects.current().filter(item__project=project)
-    annotations = current.aggregate(
-        annotations=Count("pk"),
-        labelled_items=Count("item", distinct=True),
-        labelers=Count("labeler", distinct=True),
-    )
-    rows = (
-        current.values("labeler__username")
+    per_labeler = list(
+        current.values("labeler")
         .annotate(n=Count("pk"), unsure=Count("pk", filter=Q(unsure=True)), last=Max("created_at"))
-        .order_by("-n", "labeler__username")[:LABELER_ROWS]
+        .order_by("-n", "labeler")
     )
-    labeler_rows = [{**r, "last": r["last"].isoformat()} for r in rows]  # JSON: the time as text
-    return {**items, **annotations, "labeler_rows": labeler_rows}
+    top = per_labeler[:LABELER_ROWS]
+    names = dict(get_user_model().objects.filter(pk__in=[r["labeler"] for r in top]).values_list("pk", "username"))
+    labeler_rows = [
+        {
+            "labeler__username": names.get(r["labeler"], ""),
+            "n": r["n"],
+            "unsure": r["unsure"],
+            "last": r["last"].isoformat(),
+        }
+        for r in top
+    ]
+    labeler_rows.sort(key=lambda r: (-r["n"], r["labeler__username"]))
+    labelled = Item.objects.filter(project=project).filter(Exists(current.filter(item=OuterRef("pk")))).count()
+    return {
+        **items,
+        "annotations": sum(r["n"] for r in per_labeler),
+        "labelled_items": labelled,
+        "labelers": len(per_labeler),
+        "labeler_rows": labeler_rows,
+    }
 
 
 def refresh(project):
