@@ -34,7 +34,7 @@ from annotation.models import DataKind, ImportBatch, Membership, Role, Split, Ta
 from annotation.services import project_counts
 from annotation.services.annotation_import import import_annotations
 from annotation.services.item_import import import_items
-from annotation.services.projects import SHORTCUT_KEYS, add_member, change_role, create_account, create_project
+from annotation.services.projects import add_member, change_role, create_account, create_project
 from annotation.services.projects import remove_member as remove_membership
 
 from .staff import page_context, staff_project
@@ -99,7 +99,6 @@ def project_create(request):
         "data_kinds": DataKind.choices,
         "task_types": TaskType.choices,
         "reserved_keys": "U, S, Z",
-        "keys": SHORTCUT_KEYS,
     }
     return render(request, "frontend/setup/project_create.html", context, status=status)
 

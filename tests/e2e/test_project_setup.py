@@ -48,6 +48,12 @@ def test_an_mle_sets_up_a_project_and_sees_a_new_labelers_work(page, base_url, l
     page.goto("/new-project/")
     page.get_by_label("Name", exact=True).fill("Film reviews")
     page.get_by_label("Text", exact=True).check()
+    page.get_by_label("Classes, one per line").fill("good = g\nbad = g")
+    page.get_by_role("button", name="Create project").click()
+    # The service's message, under the classes field; what was typed is kept.
+    expect(page.locator("#classes-error")).to_contain_text("key 'g' is given to two classes")
+    expect(page.get_by_label("Name", exact=True)).to_have_value("Film reviews")
+    page.screenshot(path=Path(output_path) / "create_error.png", full_page=True)
     page.get_by_label("Classes, one per line").fill("good = g\nbad = b")
     page.get_by_label("Ambiguity classes").fill("unclear")
     page.get_by_label("Overlap k").fill("1")
@@ -77,6 +83,7 @@ def test_an_mle_sets_up_a_project_and_sees_a_new_labelers_work(page, base_url, l
     password = page.get_by_test_id("new-password").inner_text().strip()
     assert len(password) >= 20 and password != PASSWORD
     expect(page.locator('[data-member="newlabeler"] [data-cell="role"]')).to_have_text("Labeler")
+    page.screenshot(path=Path(output_path) / "members.png", full_page=True)
     log_out(page)
 
     # 4. The labeler logs in with it and labels three items by keyboard.
