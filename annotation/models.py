@@ -627,3 +627,53 @@ class ItemPrediction(models.Model):
 
     def __str__(self):
         return f"{self.source} on {self.item}: {self.label_class} {self.score}"
+
+
+# --- Project setup in the browser: counts the project page reads, per-project tuning -----------
+
+
+class ProjectCounts(models.Model):
+    """The project page's counts, stored so a page view reads one row instead of counting 100k
+    items and 1M annotations (annotation/services/project_counts.py owns it).
+
+    A row is recomputed on read when it is `stale` (an import or a setup change marked it) or
+    older than the service's MAX_AGE, so writes that do not mark it (labels, decisions) show
+    within that age. One row per project: the primary key is the project."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="counts")
+    items = models.PositiveIntegerField(default=0)
+    train = models.PositiveIntegerField(default=0)
+    dev = models.PositiveIntegerField(default=0)
+    test = models.PositiveIntegerField(default=0)
+    consistency = models.PositiveIntegerField(default=0)
+    gold = models.PositiveIntegerField(default=0)
+    annotations = models.PositiveIntegerField(default=0, help_text="Current annotations.")
+    labelled_items = models.PositiveIntegerField(default=0, help_text="Items with at least one current annotation.")
+    labelers = models.PositiveIntegerField(default=0, help_text="Labelers with at least one current annotation.")
+    labeler_rows = models.JSONField(default=list, blank=True, help_text="The most active labelers, for SMEs/MLEs.")
+    computed_at = models.DateTimeField(db_default=Now())
+    stale = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name_plural = "project counts"
+
+    def __str__(self):
+        return f"counts of {self.project_id} at {self.computed_at}"
+
+
+class ProjectTuning(models.Model):
+    """Per-project settings set when the project is created in the browser (beside the
+    app-wide defaults in settings): for now the share of next-item answers that serve gold."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="tuning")
+    gold_rate = models.FloatField(help_text="Share of next-item answers that serve a gold item.")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="projecttuning_gold_rate_in_0_1"
+            ),
+        ]
+
+    def __str__(self):
+        return f"tuning of {self.project_id}"

@@ -8,3 +8,8 @@ urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
 ]
+
+# Setting up a project in the browser: create, upload, members, item browser (frontend/setup_urls.py).
+from .setup_urls import urlpatterns as setup_urlpatterns  # noqa: E402
+
+urlpatterns += setup_urlpatterns

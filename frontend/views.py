@@ -7,16 +7,16 @@ served to them, one at a time, nothing else). Those are for SMEs, MLEs and super
 """
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Left
 from django.shortcuts import get_object_or_404, render
 
 from active_learning.services import cycle_settings
 from annotation.models import Annotation, GoldLabel, Item, LabelClass, Membership, Project, Role, Split
+from annotation.services import project_counts
 
 PREVIEW_ITEMS = 24
 PREVIEW_TEXT_CHARS = 240
-LABELER_ROWS = 25
 IMPORT_BATCH_ROWS = 20
 ERROR_ROWS_PER_BATCH = 100
 SUMMARY_LIST_ITEMS = 20
@@ -60,6 +60,23 @@ def project_list(request):
     return render(request, "frontend/project_list.html", {"projects": projects, "nav": "projects"})
 
 
+def recent_import_batches(project, limit=IMPORT_BATCH_ROWS):
+    """The project's latest import batches with their reports ready to draw
+    (frontend/setup/_import_batches.html), and whether there are more. Two queries at most."""
+    batches = list(project.import_batches.select_related("created_by").order_by("-created_at", "-pk")[: limit + 1])
+    more = len(batches) > limit
+    return with_reports(batches[:limit]), more
+
+
+def with_reports(batches):
+    """The batches, each with its summary and error report as rows to draw."""
+    for b in batches:
+        b.error_rows = _error_rows(b.errors)
+        b.summary_rows = _summary_rows(b.summary)
+        b.errors_not_shown = max(0, len(b.errors) - len(b.error_rows)) if isinstance(b.errors, list) else 0
+    return batches
+
+
 def _error_rows(errors):
     """A batch's error report as rows of (row, field, file, message), whatever shape each entry has."""
     rows = []
@@ -93,7 +110,7 @@ def _summary_rows(summary):
 def project_detail(request, slug):
     user = request.user
     project = get_object_or_404(
-        Project.objects.visible_to(user).annotate(user_role=_user_role(user)).select_related("created_by"),
+        Project.objects.visible_to(user).annotate(user_role=_user_role(user)).select_related("created_by", "counts"),
         slug=slug,
     )
     oversees = _oversees(user, project.user_role)
@@ -101,22 +118,22 @@ def project_detail(request, slug):
 
     classes = list(project.label_classes.select_related("merged_into").order_by("order", "name"))
 
-    item_aggregates = {
-        "total": Count("pk"),
-        **{s.value: Count("pk", filter=Q(split=s.value)) for s in Split},
-        "consistency": Count("pk", filter=Q(in_consistency_sample=True)),
+    # Counted once per MAX_AGE or after an import, not per request (annotation/services/project_counts.py).
+    counts = project_counts.counts_for(project)
+    item_counts = {
+        "total": counts.items,
+        **{s.value: getattr(counts, s.value) for s in Split},
+        "consistency": counts.consistency,
     }
     if oversees:
-        item_aggregates["gold"] = Count("gold")
-    item_counts = project.items.aggregate(**item_aggregates)
-
-    current = Annotation.objects.current().filter(item__project=project)
-    annotation_counts = current.aggregate(
-        annotations=Count("pk"),
-        labelled_items=Count("item", distinct=True),
-        labelers=Count("labeler", distinct=True),
-        mine=Count("pk", filter=Q(labeler=user)),
-    )
+        item_counts["gold"] = counts.gold
+    annotation_counts = {
+        "annotations": counts.annotations,
+        "labelled_items": counts.labelled_items,
+        "labelers": counts.labelers,
+        # Read live (one query on the labeler's index): it is what a labeler watches grow.
+        "mine": Annotation.objects.current().filter(item__project=project, labeler=user).count(),
+    }
 
     team = {row["role"]: row["n"] for row in project.memberships.values("role").annotate(n=Count("pk")).order_by()}
     team_rows = [(Role(r).label, team.get(r, 0)) for r in Role.values]
@@ -157,19 +174,9 @@ def project_detail(request, slug):
         context["launches_cycles"] = True
         context["cycle_batch_size"] = cycle_settings()["BATCH_SIZE"]
     if oversees:
-        context["labeler_rows"] = list(
-            current.values("labeler__username")
-            .annotate(n=Count("pk"), unsure=Count("pk", filter=Q(unsure=True)), last=Max("created_at"))
-            .order_by("-n", "labeler__username")[:LABELER_ROWS]
-        )
-        batches = list(
-            project.import_batches.select_related("created_by").order_by("-created_at", "-pk")[: IMPORT_BATCH_ROWS + 1]
-        )
-        context["more_batches"] = len(batches) > IMPORT_BATCH_ROWS
-        batches = batches[:IMPORT_BATCH_ROWS]
-        for b in batches:
-            b.error_rows = _error_rows(b.errors)
-            b.summary_rows = _summary_rows(b.summary)
-            b.errors_not_shown = max(0, len(b.errors) - len(b.error_rows)) if isinstance(b.errors, list) else 0
-        context["batches"] = batches
+        context["labeler_rows"] = counts.labeler_rows
+        context["counted_at"] = counts.computed_at
+        context["batches"], context["more_batches"] = recent_import_batches(project)
+    if project.user_role == Role.MLE or user.is_superuser:
+        context["sets_up"] = True  # upload and members pages (frontend/setup_views.py)
     return render(request, "frontend/project_detail.html", context)
