@@ -31,9 +31,9 @@ from annotation.access import can_create_projects
 from annotation.api.serializers import ImportUploadSerializer, MemberSerializer, ProjectCreateSerializer
 from annotation.errors import DomainError
 from annotation.models import DataKind, ImportBatch, Membership, Role, Split, TaskType
-from annotation.services import project_counts
 from annotation.services.annotation_import import import_annotations
 from annotation.services.item_import import import_items
+from annotation.services.labelstudio_import import import_labelstudio
 from annotation.services.projects import add_member, change_role, create_account, create_project
 from annotation.services.projects import remove_member as remove_membership
 
@@ -41,12 +41,6 @@ from .staff import page_context, staff_project
 from .views import recent_import_batches, with_reports
 
 # --- create a project ---------------------------------------------------------------------------
-
-
-class _PageProjectSerializer(ProjectCreateSerializer):
-    """The API's project rules, plus what only the page sets so far: a gold rate and chosen keys."""
-
-    gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
 
 
 FORM_FIELDS = ("name", "slug", "description", "data_kind", "task_type", "classes", "ambiguity_classes")
@@ -122,7 +116,7 @@ def _create(user, values):
     }
     if values["gold_rate"].strip():
         data["gold_rate"] = values["gold_rate"]
-    checked = _PageProjectSerializer(data=data)
+    checked = ProjectCreateSerializer(data=data)
     if not checked.is_valid():
         return None, _form_errors(checked.errors)
     fields = dict(checked.validated_data)
@@ -148,25 +142,14 @@ UPLOAD_KINDS = {
     "label_studio": "Label Studio JSON export (tasks, annotations, predictions)",
 }
 
-# The Label Studio JSON import service plugs in here: a function (project, path, *, user,
-# source_name) -> ImportBatch, raising DomainError for a file it refuses as a whole. Until one is
-# registered the page offers the choice greyed out and refuses .json uploads with a 400.
-LABEL_STUDIO_IMPORTER = None
-
-
-def _label_studio_importer():
-    return LABEL_STUDIO_IMPORTER
-
-
 def _run_import(project, kind, path, truth_path, options, user, source_name):
     """Route the upload to its import service by what the MLE says the file holds and its type."""
     if kind == "items" and path.suffix.lower() == ".json":
         kind = "label_studio"  # a .json file is never an items file: route it by its type
     if kind == "label_studio":
-        importer = _label_studio_importer()
-        if importer is None:
-            raise DomainError("Label Studio JSON import is not available on this server yet", "file")
-        return importer(project, path, user=user, source_name=source_name)
+        return import_labelstudio(
+            project, path, user=user, source_name=source_name, create_classes=options.get("create_classes", False)
+        )
     if kind == "annotations":
         return import_annotations(
             project,
@@ -210,7 +193,7 @@ def upload(request, slug):
         **page_context(project),
         "errors": errors,
         "kind": kind,
-        "kinds": [(k, label, k != "label_studio" or _label_studio_importer()) for k, label in UPLOAD_KINDS.items()],
+        "kinds": list(UPLOAD_KINDS.items()),
         "just_done": just_done,
         "just_done_list": with_reports([just_done]) if just_done else [],
         "batches": batches,
@@ -245,7 +228,6 @@ def _upload(request, project, kind):
         except DomainError as exc:
             field = exc.field if exc.field in ("file", "truth") else "file"
             return None, {field: [exc.message]}
-    project_counts.mark_stale(project.pk)
     return batch, {}
 
 

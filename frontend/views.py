@@ -57,7 +57,12 @@ def project_list(request):
     projects = list(projects)
     for p in projects:
         p.role_label = Role(p.user_role).label if p.user_role else ("Admin" if request.user.is_superuser else "")
-    return render(request, "frontend/project_list.html", {"projects": projects, "nav": "projects"})
+    # Who may create a project (annotation.access.can_create_projects), read off the list already
+    # loaded: staff, or an MLE somewhere. A user granted only the permission opens /new-project/.
+    creates = request.user.is_staff or any(p.user_role == Role.MLE for p in projects)
+    return render(
+        request, "frontend/project_list.html", {"projects": projects, "nav": "projects", "creates_projects": creates}
+    )
 
 
 def recent_import_batches(project, limit=IMPORT_BATCH_ROWS):

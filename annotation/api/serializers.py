@@ -40,6 +40,8 @@ class ProjectCreateSerializer(serializers.Serializer):
     dev_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.1)
     test_fraction = serializers.FloatField(min_value=0, max_value=1, default=0.1)
     seed = serializers.IntegerField(min_value=0, max_value=MAX_INT32, default=0)  # an `integer` column
+    # Share of next-item answers that serve a gold item; unset: CONCORD_LABELING["GOLD_RATE"].
+    gold_rate = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):

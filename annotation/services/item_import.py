@@ -40,6 +40,7 @@ from ..errors import ImportRejected
 from ..models import DataKind, GoldLabel, GoldLabelClass, ImportBatch, Item, TaskType
 from ..splits import draw_consistency_sample, draw_split
 from ..text_rules import control_character_problem, json_text_problems, printable
+from . import project_counts
 from .labeling import refresh_queue_state
 
 logger = logging.getLogger(__name__)
@@ -563,7 +564,9 @@ def _remove_files(names):
 
 
 def save_batch(batch, **fields):
-    """A new ImportBatch with `fields`, or the queued `batch` given them (and marked done)."""
+    """A new ImportBatch with `fields`, or the queued `batch` given them (and marked done). Every
+    import writes through here, so here the project page's stored counts are marked stale."""
+    project_counts.mark_stale(fields["project"].pk if "project" in fields else batch.project_id)
     if batch is None:
         return ImportBatch.objects.create(**fields)
     for name, value in fields.items():

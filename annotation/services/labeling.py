@@ -317,7 +317,8 @@ class _LostRace(Exception):
 
 def _serve(project, user, now, draw):
     """One attempt at leasing the best item: Served, None when nothing is left, or _LostRace."""
-    gold_rate = config()["GOLD_RATE"]
+    tuning = getattr(project, "tuning", None)  # set when the project was created in the browser
+    gold_rate = tuning.gold_rate if tuning is not None else config()["GOLD_RATE"]
     chosen = queue.choose(_candidates(project, user, now), gold_rate=gold_rate, draw=draw)
     if chosen is None:
         if not connection.features.has_select_for_update_skip_locked:

@@ -170,13 +170,40 @@ def test_an_mle_uploads_a_csv_sees_the_row_report_and_a_reupload_adds_nothing(cl
     assert Item.objects.filter(project=texts).count() == 3
 
 
+def test_a_label_studio_export_uploaded_on_the_page_lands_with_its_labels(client, mle, texts):
+    import json
+
+    from annotation.models import Annotation as Ann
+
+    tasks = [
+        {
+            "id": 1,
+            "data": {"text": "Loved it"},
+            "annotations": [
+                {
+                    "completed_by": {"username": "ann"},
+                    "result": [
+                        {"type": "choices", "from_name": "sentiment", "to_name": "text", "value": {"choices": ["pos"]}}
+                    ],
+                }
+            ],
+        },
+        {"id": 2, "data": {"text": "Hated it"}, "annotations": []},
+    ]
+    response = upload(as_user(client, mle), texts, json.dumps(tasks).encode(), name="export.json", kind="label_studio")
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    batch = ImportBatch.objects.get(project=texts)
+    assert batch.kind == "labelstudio" and Item.objects.filter(project=texts).count() == 2
+    assert list(Ann.objects.filter(item__project=texts).values_list("labels__name", flat=True)) == ["pos"]
+
+
 @pytest.mark.parametrize(
     ("name", "data", "kind", "message"),
     [
         ("empty.csv", b"", "items", "is empty"),
         ("notes.txt", b"hello", "items", "a text project imports a .csv or .jsonl file"),
-        ("tasks.json", b"[]", "items", "Label Studio JSON import is not available"),
-        ("tasks.json", b"[]", "label_studio", "Label Studio JSON import is not available"),
+        ("tasks.json", b"[]", "items", "holds no tasks"),
+        ("tasks.json", b"[]", "label_studio", "holds no tasks"),
         ("no-text.csv", b"external_id,words\nr1,hi\n", "items", "text"),
     ],
 )
@@ -497,3 +524,28 @@ def test_project_page_links_by_role(client, project, mle, sme, labeler):
     assert url("upload", project) not in sme_page
     labeler_page = as_user(client, labeler).get(detail).content.decode()
     assert not any(url(link, project) in labeler_page for link in ("upload", "members", "items"))
+
+
+@pytest.mark.parametrize(("gold_rate", "served_first"), [(0.0, "plain"), (1.0, "gold")])
+def test_a_projects_own_gold_rate_decides_what_its_labelers_are_served(api_as, gold_rate, served_first):
+    from annotation.models import GoldLabel, GoldLabelClass
+
+    project = create_project(
+        slug=f"rate-{int(gold_rate)}", name="Rate", data_kind="text", classes=["pos", "neg"], gold_rate=gold_rate
+    )
+    _plain, golden = (
+        Item.objects.create(project=project, external_id=n, split="train", text=n) for n in ("plain", "gold")
+    )
+    truth = GoldLabel.objects.create(item=golden)
+    GoldLabelClass.objects.create(gold=truth, label_class=project.label_classes.get(name="pos"))
+    labeler = make_user("rate-labeler")
+    Membership.objects.create(user=labeler, project=project, role="labeler")
+    served = api_as(labeler).get(reverse("api:next-item", args=[project.pk]))
+    assert served.status_code == 200 and served.json()["text"] == served_first
+
+
+def test_the_project_list_offers_new_project_to_those_who_may_create_one(client, mle, labeler):
+    assert 'data-testid="new-project"' in as_user(client, mle).get(reverse("frontend:project-list")).content.decode()
+    page = as_user(client, labeler).get(reverse("frontend:project-list")).content.decode()
+    assert 'data-testid="new-project"' not in page
+    assert client.get(reverse("frontend:project-create")).status_code == 403
