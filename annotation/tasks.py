@@ -15,3 +15,12 @@ def refresh_quality_report(project_id: int, force: bool = False) -> int | None:
     timeout, which a later try may not meet. Returns the fresh report's id, None if the project
     was deleted."""
     return quality.refresh_quality_report(project_id, force=force)
+
+
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def run_dataset_export(export_id: int) -> str | None:
+    """Write a dataset export's file (annotation/services/dataset_export.py). A killed run leaves
+    no file under the export's name; the redelivered task removes its leftovers and starts over."""
+    from .services import dataset_export
+
+    return dataset_export.run_export(export_id)
