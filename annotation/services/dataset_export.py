@@ -247,7 +247,8 @@ def _predictions(project, final: FinalLabels) -> tuple[str, dict] | None:
     best = proba.argmax(axis=1)
     score = proba[np.arange(len(best)), best]
     return version.short_id, {
-        int(i): (names[int(b)], float(s)) for i, b, s in zip(item_ids.tolist(), best.tolist(), score.tolist(), strict=True)
+        int(i): (names[int(b)], float(s))
+        for i, b, s in zip(item_ids.tolist(), best.tolist(), score.tolist(), strict=True)
     }
 
 
@@ -267,9 +268,9 @@ def _keep(final: FinalLabels, pos: int, options) -> bool:
         return False
     if options["source"] and source not in options["source"]:
         return False
-    if options["min_confidence"] is not None and source == "consensus":
-        if not final.confidence[pos] >= options["min_confidence"]:
-            return False
+    threshold = options["min_confidence"]
+    if threshold is not None and source == "consensus" and not final.confidence[pos] >= threshold:
+        return False
     if options["label_class"]:
         label = int(final.label[pos])
         if label < 0 or final.names[label] not in options["label_class"]:

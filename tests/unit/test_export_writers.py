@@ -104,7 +104,7 @@ def test_label_studio_config_escapes_class_names():
         '  <Text name="text" value="$text"/>\n'
         '  <Choices name="label" toName="text" choice="single">\n'
         '    <Choice value="pos"/>\n'
-        '    <Choice value=\'a "b" &amp; &lt;c&gt;\'/>\n'
+        "    <Choice value='a \"b\" &amp; &lt;c&gt;'/>\n"
         "  </Choices>\n"
         "</View>\n"
     )
@@ -179,7 +179,11 @@ def test_label_studio_without_labels_gives_the_final_label_as_ground_truth():
 
 def test_label_studio_numbers_labelers_across_tasks_and_skips_history():
     ids = {}
-    later = {**ROWS[0], "item_id": 3, "labels": [dict(ROWS[0]["labels"][1]), {**ROWS[0]["labels"][0], "current": False}]}
+    later = {
+        **ROWS[0],
+        "item_id": 3,
+        "labels": [dict(ROWS[0]["labels"][1]), {**ROWS[0]["labels"][0], "current": False}],
+    }
     W.label_studio_task(ROWS[0], "text", ids)
     task = W.label_studio_task(later, "text", ids)
     assert [a["completed_by"] for a in task["annotations"]] == [2]
