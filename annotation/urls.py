@@ -3,6 +3,7 @@ from django.urls import path
 from config.lockout import obtain_auth_token
 
 from .api import adjudication as adj
+from .api import dataset_exports as dsx
 from .api import views
 from .api.labeling import AnnotationList, AnnotationUndo, NextItem, SkipCreate
 from .api.quality import QualityReportView
@@ -41,4 +42,16 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/guidelines/", adj.GuidelineList.as_view(), name="guideline-list"),
     path("projects/<int:project_id>/guidelines/publish/", adj.GuidelinePublish.as_view(), name="guideline-publish"),
+    # Dataset exports (annotation/api/dataset_exports.py)
+    path("projects/<int:project_id>/dataset-exports/", dsx.DatasetExportList.as_view(), name="dataset-export-list"),
+    path(
+        "projects/<int:project_id>/dataset-exports/<int:pk>/",
+        dsx.DatasetExportDetail.as_view(),
+        name="dataset-export-detail",
+    ),
+    path(
+        "projects/<int:project_id>/dataset-exports/<int:pk>/download/",
+        dsx.DatasetExportDownload.as_view(),
+        name="dataset-export-download",
+    ),
 ]

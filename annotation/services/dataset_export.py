@@ -8,7 +8,8 @@ formats: annotation/export_writers.py.
 The final label follows the training snapshot's precedence (training/snapshot.py: resolution, then
 gold, then consensus), computed with the same code the snapshot uses (training.services), so an
 export and a training run never disagree on an item's label. Two differences, both because an
-export shows rather than trains: ambiguity classes are kept as labels (flagged ``ambiguous``), and
+export shows rather than trains: ambiguity classes are kept as labels (flagged ``ambiguous``; an
+SME's "ambiguous" takes the first ambiguity class, as a snapshot that keeps ambiguity does), and
 every consensus counts whatever its confidence (the confidence is in the row; ``min_confidence``
 filters on it).
 
@@ -192,7 +193,8 @@ def final_labels(project, method: str) -> FinalLabels:
             classes.ambiguity,
             min_confidence=0.0,
             keep_ambiguity=True,
-            fallback_ambiguity_class=-1,
+            # as the snapshot does: an SME's "ambiguous" takes the first ambiguity class, if any
+            fallback_ambiguity_class=int(np.flatnonzero(classes.ambiguity)[0]) if classes.ambiguity.any() else -1,
         )
     else:
         label, status = np.full(n, -1, dtype=np.int64), np.full(n, 5, dtype=np.int8)
