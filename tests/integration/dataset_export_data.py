@@ -22,7 +22,8 @@ from tests.conftest import make_user
 ITEMS = {
     "g1": ("train", {"noise": "car"}, "pos", None, [("ann", "neg", 1, False), ("bob", "neg", 1, False)]),
     "r1": ("train", {"noise": "car"}, None, "neg", [("ann", "pos", 1, False), ("bob", "neg", 2, True)]),
-    "c1": ("dev", {"noise": "none"}, None, None, [("ann", "pos", 2, False), ("bob", "pos", 2, False), ("cid", "neg", 2, False)]),
+    "c1": ("dev", {"noise": "none"}, None, None,
+           [("ann", "pos", 2, False), ("bob", "pos", 2, False), ("cid", "neg", 2, False)]),
     "n1": ("test", {}, None, None, []),
     "a1": ("train", {}, None, "?", [("ann", "pos", 1, False), ("bob", "neg", 1, False)]),
     "u1": ("dev", {"noise": "car"}, None, None, [("ann", "unclear", 2, True), ("bob", "unclear", 2, False)]),

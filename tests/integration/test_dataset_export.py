@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from annotation import export_writers as W
-from annotation.models import DatasetExport, Item
+from annotation.models import Item
 from annotation.services import dataset_export as service
 from training.services import build_snapshot
 
