@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from .. import export_writers as W
@@ -258,9 +259,10 @@ def _item_queryset(project, options):
     qs = Item.objects.filter(project=project)
     if options["split"]:
         qs = qs.filter(split__in=options["split"])
-    for text in options["slice"]:
+    for n, text in enumerate(options["slice"]):
         key, _, value = text.partition("=")
-        qs = qs.filter(**{f"metadata__{key}": value})
+        # The key as a JSON key, never a lookup name ("in", "contains"); compared as text (->>).
+        qs = qs.alias(**{f"_slice{n}": KeyTextTransform(key, "metadata")}).filter(**{f"_slice{n}": value})
     return qs
 
 
