@@ -317,27 +317,43 @@ class ExportRows:
         if not kept:
             return
         ids = [c[0] for c in kept]
-        anns = Annotation.objects.filter(item_id__in=ids)
-        if not options["include_history"]:
-            anns = anns.filter(is_current=True)
-        anns = list(
-            anns.order_by("item_id", "created_at", "pk").values_list(
-                "pk", "item_id", "labeler__username", "unsure", "note", "guideline__version", "created_at", "is_current"
-            )
-        )
-        versions, by_item = defaultdict(set), defaultdict(list)
-        for ann in anns:
-            if ann[7] and ann[5] is not None:
-                versions[ann[1]].add(ann[5])
-            by_item[ann[1]].append(ann)
-        classes_of = defaultdict(list)
-        if options["include_labels"] and anns:
-            for ann_id, class_id in (
-                AnnotationLabel.objects.filter(annotation_id__in=[a[0] for a in anns])
-                .order_by("annotation_id", "label_class_id")
-                .values_list("annotation_id", "label_class_id")
+        versions, by_item, classes_of = defaultdict(set), defaultdict(list), defaultdict(list)
+        if not options["include_labels"]:
+            # Only the guideline versions: a few distinct pairs per item, not every annotation.
+            for item_id, version in (
+                Annotation.objects.filter(item_id__in=ids, is_current=True, guideline__isnull=False)
+                .order_by()
+                .values_list("item_id", "guideline__version")
+                .distinct()
             ):
-                classes_of[ann_id].append(final.name_of.get(class_id, str(class_id)))
+                versions[item_id].add(version)
+        else:
+            anns = Annotation.objects.filter(item_id__in=ids)
+            if not options["include_history"]:
+                anns = anns.filter(is_current=True)
+            anns = list(
+                anns.order_by("item_id", "created_at", "pk").values_list(
+                    "pk",
+                    "item_id",
+                    "labeler__username",
+                    "unsure",
+                    "note",
+                    "guideline__version",
+                    "created_at",
+                    "is_current",
+                )
+            )
+            for ann in anns:
+                if ann[7] and ann[5] is not None:
+                    versions[ann[1]].add(ann[5])
+                by_item[ann[1]].append(ann)
+            if anns:
+                for ann_id, class_id in (
+                    AnnotationLabel.objects.filter(annotation_id__in=[a[0] for a in anns])
+                    .order_by("annotation_id", "label_class_id")
+                    .values_list("annotation_id", "label_class_id")
+                ):
+                    classes_of[ann_id].append(final.name_of.get(class_id, str(class_id)))
         data_kind = self.project.data_kind
         for pk, external_id, split, metadata, text, image in kept:
             pos = final.positions[pk]
