@@ -8,7 +8,8 @@ of rows written. A row:
     {
       "item_id": 17, "external_id": "img-001", "split": "train",
       "metadata": {"noise": "car"},           # the item's slices
-      "text": "..." or None, "image": "items/img-001.png" or None,
+      "text": "..." or None, "image": "items/img-001.png" or None,   # the stored file's path
+      "image_url": "/items/17/image/" or None,  # image projects only: Concord's URL of the image
       "final_label": "crow" or None,
       "final_label_source": "gold" | "resolution" | "consensus" | None,
       "consensus_method": "dawid_skene" | "majority_vote" | None,   # set when the source is consensus
@@ -177,7 +178,7 @@ def label_studio_task(row: dict, data_kind: str, labeler_ids: dict) -> dict:
     obj = LS_OBJECT[data_kind]
     item_id = row["item_id"]
     data = {
-        obj: row.get(obj) or "",
+        obj: (row.get("image_url") or row.get("image") or "") if obj == "image" else (row.get(obj) or ""),
         "external_id": row["external_id"],
         "split": row["split"],
         "metadata": row.get("metadata") or {},

@@ -35,6 +35,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models.fields.json import KeyTextTransform
+from django.urls import reverse
 from django.utils import timezone
 
 from .. import export_writers as W
@@ -57,6 +58,7 @@ SOURCES = ("gold", "resolution", "consensus", "none")
 CONSENSUS_METHODS = ("dawid_skene", "majority_vote")
 SLICE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 PROGRESS_EVERY_ROWS = 10_000
+URL_PLACEHOLDER = 987654321
 ERROR_CHARS = 2000
 
 DEFAULT_OPTIONS = {
@@ -296,6 +298,8 @@ class ExportRows:
         self.queryset = _item_queryset(project, options)
         self.total = self.queryset.count()
         self.done = 0
+        # Concord's own URL of an item's image (members only), made once and filled in per row.
+        self.image_url = reverse("item-file", args=[URL_PLACEHOLDER, "image"])
 
     def _labeler(self, name):
         return self.pseudonym(name) if self.pseudonym else name
@@ -374,6 +378,8 @@ class ExportRows:
                 "ambiguous": bool(final.ambiguous[pos]),
                 "guideline_versions": sorted(versions.get(pk, ())),
             }
+            if data_kind == "image":
+                row["image_url"] = self.image_url.replace(str(URL_PLACEHOLDER), str(pk)) if image else None
             if options["include_labels"]:
                 row["labels"] = [
                     {

@@ -313,3 +313,19 @@ def test_cli_refuses_bad_input(films, tmp_path):
     with pytest.raises(CommandError, match="no project"):
         call_command("export_labels", "nope", "--format", "csv", "--out", str(tmp_path / "x"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_image_rows_carry_concord_urls_of_their_images(project):
+    """An image project's rows (and Label Studio tasks) point at Concord's item-file URL."""
+    from django.core.files.base import ContentFile
+
+    item = Item.objects.create(project=project, external_id="i1", split="train")
+    item.image.save("i1.png", ContentFile(b"\x89PNG fake"), save=True)
+    Item.objects.create(project=project, external_id="i2", split="train")
+    rows = {r["external_id"]: r for r in service.ExportRows(project, service.check_options(project, {}))}
+    assert rows["i1"]["image_url"] == f"/items/{item.pk}/image/" and rows["i1"]["image"].startswith("items/")
+    assert rows["i2"]["image_url"] is None and rows["i2"]["text"] is None
+    out = io.BytesIO()
+    service.write_export(project, "label_studio", service.check_options(project, {}), out)
+    tasks = {t["data"]["external_id"]: t for t in json.loads(out.getvalue())}
+    assert tasks["i1"]["data"]["image"] == f"/items/{item.pk}/image/"

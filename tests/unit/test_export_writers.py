@@ -160,6 +160,9 @@ def test_label_studio_without_labels_gives_the_final_label_as_ground_truth():
     row = {k: v for k, v in ROWS[0].items() if k != "labels"}
     task = W.label_studio_task(row, "image", {})
     assert task["data"]["image"] == ""
+    assert W.label_studio_task({**row, "image": "items/x.png"}, "image", {})["data"]["image"] == "items/x.png"
+    with_url = {**row, "image": "items/x.png", "image_url": "/items/1/image/"}
+    assert W.label_studio_task(with_url, "image", {})["data"]["image"] == "/items/1/image/"
     assert task["annotations"] == [
         {
             "result": [
