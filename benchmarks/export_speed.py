@@ -219,10 +219,11 @@ def main(argv=None):
     from django.db import connection
     from results import write_section  # benchmarks/results.py, beside this script
 
+    version = connection.cursor().connection.info.server_version
     lines = [
         f"`benchmarks/export_speed.py`, {date.today():%Y-%m-%d}, {os.cpu_count()} cores (shared), "
         f"{platform.machine()}, Python {platform.python_version()}, PostgreSQL "
-        f"{connection.cursor().connection.info.server_version}. A text project of {args.items:,} items x "
+        f"{version // 10000}.{version % 100}. A text project of {args.items:,} items x "
         f"{args.labelers} labelers = {args.items * args.labelers:,} annotations (1 % gold, 1 % resolutions), "
         "final labels by Dawid-Skene where no gold or resolution decides. Each export runs in a fresh process; "
         "peak memory is that process's maximum resident set (Python, Django and NumPy included), beside its size "
