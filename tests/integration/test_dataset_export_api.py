@@ -139,3 +139,13 @@ def test_an_export_of_another_project_is_404(films, api_as):
 
 def test_anonymous_is_refused(films, client):
     assert client.get(list_url(films)).status_code in (401, 403)
+
+
+@pytest.mark.parametrize("field", ["slice", "label_class"])
+def test_a_nul_in_an_option_is_a_400(films, api_as, field):
+    value = ["noise=c\x00ar"] if field == "slice" else ["p\x00os"]
+    response = api_as(member(films, "mle-n", "mle")).post(
+        list_url(films), {"format": "jsonl", field: value}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert not DatasetExport.objects.exists()
