@@ -156,8 +156,14 @@ class FinalLabels:
 def final_labels(project, method: str) -> FinalLabels:
     """The final label of each item of ``project``: training.services' snapshot code with the
     export's two differences (module docstring)."""
-    # Names from training.services (a façade while it is split up), reused so the rule is one.
-    from training.services import _consensus, _single_class, class_index, training_settings
+    # The snapshot's own code, reused so the rule is one. Public names through the training.services
+    # façade; its two private helpers live in training.datasets once the façade split lands.
+    from training.services import class_index, training_settings
+
+    try:
+        from training.datasets import _consensus, _single_class
+    except ImportError:  # before the split: still in training/services.py
+        from training.services import _consensus, _single_class
     from training.snapshot import AMBIGUOUS, CONSENSUS, GOLD, RESOLUTION, select_labels
 
     classes = class_index(project)
