@@ -20,11 +20,14 @@ READY_HOST := $(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST))
 
 .PHONY: run test lint chromium clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# requirements-labelstudio.txt: Label Studio's converter, which the export tests check our files
+# with, installed without its dependencies (the file says why).
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-labelstudio.txt
 	@test -n "$(PYTHON_FOR_VENV)" || { echo "Concord needs Python 3.12 or newer (Django 6); none found." >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-labelstudio.txt
 	@touch $@
 
 # Made once, readable by its owner only, reused by every later `make run`.

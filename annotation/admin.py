@@ -105,6 +105,14 @@ class ResolutionLabelInline(admin.TabularInline):
     extra = 0
 
 
+@admin.register(models.DatasetExport)
+class DatasetExportAdmin(admin.ModelAdmin):
+    list_display = ["project", "format", "status", "rows", "created_by", "created_at"]
+    list_filter = ["format", "status", "project"]
+    search_fields = ["project__name", "sha256"]
+    readonly_fields = ["options", "file", "sha256", "size_bytes", "label_config", "error"]
+
+
 @admin.register(models.ItemPrediction)
 class ItemPredictionAdmin(admin.ModelAdmin):
     list_display = ["item", "source", "label_class", "score", "created_at"]

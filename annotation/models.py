@@ -677,3 +677,55 @@ class ProjectTuning(models.Model):
 
     def __str__(self):
         return f"tuning of {self.project_id}"
+
+
+class DatasetExport(models.Model):
+    """One export of a project's labelled dataset (annotation/services/dataset_export.py): who asked,
+    with what options, and the file it wrote under MEDIA_ROOT with its SHA-256."""
+
+    class Format(models.TextChoices):
+        JSONL = "jsonl", "JSON Lines"
+        CSV = "csv", "CSV"
+        LABEL_STUDIO = "label_studio", "Label Studio JSON"
+        PARQUET = "parquet", "Parquet"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="dataset_exports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    format = models.CharField(max_length=12, choices=Format.choices)
+    options = models.JSONField(default=dict, blank=True, help_text="Filters and what to include, as validated.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0..1, for the progress bar.")
+    file = models.CharField(max_length=500, blank=True, help_text="Path under MEDIA_ROOT once done.")
+    rows = models.PositiveIntegerField(null=True, blank=True, help_text="Items written.")
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Of the file.")
+    label_config = models.TextField(blank=True, help_text="Label Studio labeling config (Label Studio exports).")
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(format__in=["jsonl", "csv", "label_studio", "parquet"]), name="datasetexport_format_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]), name="datasetexport_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="datasetexport_progress_in_0_1"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.format} export of {self.project} ({self.status})"

@@ -26,3 +26,12 @@ def run_queued_import(batch_id: int) -> str | None:
     from .services import queued_import
 
     return queued_import.run(batch_id)
+
+
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def run_dataset_export(export_id: int) -> str | None:
+    """Write a dataset export's file (annotation/services/dataset_export.py). A killed run leaves
+    no file under the export's name; the redelivered task removes its leftovers and starts over."""
+    from .services import dataset_export
+
+    return dataset_export.run_export(export_id)

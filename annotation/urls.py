@@ -3,6 +3,7 @@ from django.urls import path
 from config.lockout import obtain_auth_token
 
 from .api import adjudication as adj
+from .api import dataset_exports as dsx
 from .api import imports_extra, views
 from .api.labeling import AnnotationList, AnnotationUndo, NextItem, SkipCreate
 from .api.quality import QualityReportView
@@ -53,4 +54,16 @@ urlpatterns = [
         name="import-annotations",
     ),
     path("projects/<int:project_id>/predictions/", imports_extra.PredictionList.as_view(), name="prediction-list"),
+    # Dataset exports (annotation/api/dataset_exports.py)
+    path("projects/<int:project_id>/dataset-exports/", dsx.DatasetExportList.as_view(), name="dataset-export-list"),
+    path(
+        "projects/<int:project_id>/dataset-exports/<int:pk>/",
+        dsx.DatasetExportDetail.as_view(),
+        name="dataset-export-detail",
+    ),
+    path(
+        "projects/<int:project_id>/dataset-exports/<int:pk>/download/",
+        dsx.DatasetExportDownload.as_view(),
+        name="dataset-export-download",
+    ),
 ]

@@ -21,6 +21,7 @@ CYCLE_STEPS = (
 )
 REFRESH_QUALITY_REPORT = "annotation.tasks.refresh_quality_report"
 RUN_QUEUED_IMPORT = "annotation.tasks.run_queued_import"
+RUN_DATASET_EXPORT = "annotation.tasks.run_dataset_export"
 
 
 def task(name: str):

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -7,6 +7,7 @@ app_name = "frontend"
 urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("", include("frontend.export_urls")),  # the dataset-export page (namespace "exports")
 ]
 
 # Setting up a project in the browser: create, upload, members, item browser (frontend/setup_urls.py).

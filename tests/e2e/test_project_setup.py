@@ -6,6 +6,7 @@ item browser and finds those three items labelled.
 Saves a screenshot of the item browser in pytest-playwright's output folder.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -116,9 +117,19 @@ def test_an_mle_sets_up_a_project_and_sees_a_new_labelers_work(page, base_url, l
     assert sorted(t.strip() for t in texts) == sorted(t.strip() for t in labelled)
     page.screenshot(path=Path(output_path) / "item_browser.png", full_page=True)
 
-    after_the_labels_are_seen(page, "film-reviews", expected)
-
-
-def after_the_labels_are_seen(page, slug, expected):
-    """The issue's last step hooks in here: the MLE exports the project as JSONL from the Export
-    page and the file holds `expected` ({external id: class name}). Added with the exporter."""
+    # 6. The MLE exports JSONL with every labeler's labels: the file holds those three labels.
+    page.goto("/projects/film-reviews/")
+    page.get_by_test_id("export-link").click()
+    page.locator('input[name="format"][value="jsonl"]').check()
+    page.locator('input[name="include_labels"]').check()
+    page.get_by_test_id("export-submit").click()
+    with page.expect_download() as download:
+        page.get_by_test_id("export-download").first.click()
+    rows = [json.loads(line) for line in Path(download.value.path()).read_text().splitlines()]
+    exported = {
+        row["external_id"]: label["labels"]
+        for row in rows
+        for label in row["labels"]
+        if label["labeler"] == "newlabeler" and label["current"]
+    }
+    assert exported == {external_id: [name] for external_id, name in expected.items()}
