@@ -142,6 +142,7 @@ UPLOAD_KINDS = {
     "label_studio": "Label Studio JSON export (tasks, annotations, predictions)",
 }
 
+
 def _run_import(project, kind, path, truth_path, options, user, source_name):
     """Route the upload to its import service by what the MLE says the file holds and its type."""
     if kind == "items" and path.suffix.lower() == ".json":
