@@ -105,6 +105,24 @@ class ResolutionLabelInline(admin.TabularInline):
     extra = 0
 
 
+@admin.register(models.ProjectCounts)
+class ProjectCountsAdmin(admin.ModelAdmin):
+    """The project page's stored counts (annotation/services/project_counts.py): read-only."""
+
+    list_display = ["project", "items", "annotations", "labelled_items", "computed_at", "stale"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(models.ProjectTuning)
+class ProjectTuningAdmin(admin.ModelAdmin):
+    list_display = ["project", "gold_rate"]
+
+
 @admin.register(models.DatasetExport)
 class DatasetExportAdmin(admin.ModelAdmin):
     list_display = ["project", "format", "status", "rows", "created_by", "created_at"]

@@ -236,6 +236,10 @@ SPECTACULAR_SETTINGS = {
         "CycleStageEnum": "active_learning.models.Cycle.Stage",
         "CycleStrategyEnum": "active_learning.models.STRATEGY_CHOICES",
         "LaunchStrategyEnum": "active_learning.sampling.STRATEGIES",
+        "JobStatusEnum": "annotation.models.ImportBatch.Status",  # also DatasetExport.Status: the same states
+        "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
+        "ModelExportStatusEnum": "training.models.ModelExport.Status",
+        "CycleStatusEnum": "active_learning.models.Cycle.Status",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
