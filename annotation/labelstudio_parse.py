@@ -22,9 +22,16 @@ or one task object. Rows are the task's position in the array, from 1.
   `ground_truth: true` makes it the item's gold label instead of a labeler's label.
 - `predictions`: model scores; `model_version` names the source (default `labelstudio`), the
   score is the result item's `score`, else the prediction's, else none.
+- Concord's own Label Studio export (annotation/export_writers.py) is read too: `data.metadata`
+  (an object) holds the slices; `completed_by` is a number whose name is in the task's
+  `meta.labelers` ({"1": "alice"}, pseudonyms when the export was pseudonymised); and gold, which
+  that export carries only as `meta.final_label` with `meta.final_label_source: "gold"`, is
+  imported as gold (a resolution's or a consensus's final label is derived, so it is not).
 
 **Concord JSONL**: one object per line, rows are line numbers. `external_id` (required),
-`split`, `metadata` (object of scalars), `text`, `labels`: [{labeler, label, unsure, note}],
+`split`, `metadata` (object of scalars), `text`, `labels`: [{labeler, label, unsure, note}]
+(or, as Concord's export writes them, {labeler, labels: [names], current, ...}: an entry with
+`current: false` is history and is skipped),
 `final_label` with `final_label_source` (or `final_label` as {label, source}) and `gold`: the
 final label is imported as gold only when its source is `gold` (consensus and resolutions are
 derived, not truth), and `gold` always is. A label is a class name, or a list of them in a
@@ -169,7 +176,13 @@ def _labelstudio_task(row, raw, data_kind, multi_label):
     if not external_id:
         raise TaskError("id", "the task has no id (data.external_id or id)")
     task.external_id = external_id
+    nested = data.pop("metadata", None) if isinstance(data.get("metadata"), dict) else None
     task.split, task.metadata = _split_and_metadata(data, "data.")
+    if nested is not None:  # Concord's export: the slices as one object
+        _, slices = _split_and_metadata(dict(nested), "data.metadata.")
+        task.metadata = {**slices, **task.metadata}
+    meta = raw.get("meta") if isinstance(raw.get("meta"), dict) else {}
+    names_by_number = meta.get("labelers") if isinstance(meta.get("labelers"), dict) else {}
     for i, annotation in enumerate(_list(raw, "annotations")):
         where = f"annotations[{i}]"
         if not isinstance(annotation, dict):
@@ -182,9 +195,17 @@ def _labelstudio_task(row, raw, data_kind, multi_label):
                 raise TaskError(where, f"a second ground-truth annotation differs from {task.gold_field}")
             task.gold, task.gold_field = names, names_field
             continue
-        labeler = _labeler(annotation.get("completed_by"), f"{where}.completed_by")
+        labeler = _labeler(annotation.get("completed_by"), f"{where}.completed_by", names_by_number)
         unsure, note = _unsure_and_note(annotation, where)
         task.labels.append(Label(labeler, names, names_field, unsure, note))
+    if meta.get("final_label_source") == "gold" and meta.get("final_label") not in (None, "", []):
+        # Concord's export writes an item's gold only here when the labelers' labels are in it.
+        names = _names(meta["final_label"], "meta.final_label", multi_label)
+        if task.gold is not None and set(task.gold) != set(names):
+            differs = f"the final label's source is gold but it differs from {task.gold_field}"
+            raise TaskError("meta.final_label", differs)
+        if task.gold is None:
+            task.gold, task.gold_field = names, "meta.final_label"
     for i, prediction in enumerate(_list(raw, "predictions")):
         task.predictions.extend(_predictions(prediction, f"predictions[{i}]", multi_label))
     return task
@@ -245,12 +266,19 @@ def _names(value, where, multi_label):
     return names
 
 
-def _labeler(value, where):
+def _labeler(value, where, names_by_number=None):
+    """The labeler's name; a number named in ``names_by_number`` (a task's `meta.labelers`, as
+    Concord's export writes it) becomes that name."""
     if isinstance(value, dict):
         value = next((value[k] for k in ("email", "username", "id") if value.get(k) not in (None, "")), None)
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
         raise TaskError(where, "names no labeler (a name, a number, or an object with email, username or id)")
     value = str(value).strip()
+    if names_by_number and value in names_by_number:
+        named = names_by_number[value]
+        if not isinstance(named, str) or not named.strip():
+            raise TaskError(f"meta.labelers.{value}", "a labeler's name must be a non-empty string")
+        value = named.strip()
     problem = control_character_problem(value)
     if problem:
         raise TaskError(where, f"the labeler {problem}")
@@ -385,10 +413,13 @@ def _jsonl_task(row, line, multi_label, max_line_chars):
         where = f"labels[{i}]"
         if not isinstance(entry, dict):
             raise TaskError(where, "each label must be an object with labeler and label")
+        if entry.get("current", True) is False:
+            continue  # a superseded label from an export's history: the current one follows
         labeler = _labeler(entry.get("labeler"), f"{where}.labeler")
-        names = _names(entry.get("label"), f"{where}.label", multi_label)
+        key = "label" if "label" in entry or "labels" not in entry else "labels"  # Concord's export: labels
+        names = _names(entry.get(key), f"{where}.{key}", multi_label)
         unsure, note = _unsure_and_note(entry, where)
-        task.labels.append(Label(labeler, names, f"{where}.label", unsure, note))
+        task.labels.append(Label(labeler, names, f"{where}.{key}", unsure, note))
     task.gold, task.gold_field = _jsonl_gold(obj, multi_label)
     return task
 

@@ -8,7 +8,7 @@ memory (ru_maxrss) is its own: seconds and peak memory of JSONL and Parquet, wit
 labeler's label, at the full size and at a tenth of it (the same project, filtered to one slice of
 10 % of the items: what grows with the project and what does not).
 
-    .venv/bin/python benchmarks/export_speed.py [--items 200000] [--labelers 5] [--no-results]
+    .venv/bin/python benchmarks/export_speed.py [--items 200000] [--labelers 5] [--no-results] [--cases 0,1]
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def parse_args(argv=None):
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--labelers", type=int, default=5)
     parser.add_argument("--no-results", action="store_true", help="print only; leave RESULTS.md alone")
+    parser.add_argument(
+        "--cases", help="comma-separated positions in CASES to run (default: all), e.g. 0,1 for the final labels"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one export, print JSON
     return parser.parse_args(argv)
 
@@ -198,7 +201,8 @@ def main(argv=None):
     prepare(args.items, args.labelers)
     results = []
     scratch = Path(tempfile.mkdtemp(prefix="export-bench-"))
-    for fmt, options, what in CASES:
+    chosen = [CASES[int(i)] for i in args.cases.split(",")] if args.cases else CASES
+    for fmt, options, what in chosen:
         spec = {"format": fmt, "options": {"consensus": "dawid_skene", **options}, "out": str(scratch / f"out.{fmt}")}
         done = subprocess.run(  # noqa: S603 (our own interpreter and script)
             [sys.executable, __file__, "--database-url", args.database_url, "--one", json.dumps(spec)],

@@ -130,6 +130,29 @@ def _consensus(project, positions, classes: ClassIndex, n, method, random_state)
     return consensus, confidence
 
 
+def consensus_from_arrays(item_idx, labeler_idx, label, n, n_labelers, k, method, random_state):
+    """Consensus class and confidence (N,) from one label per (item, labeler) as int arrays:
+    item position, labeler position, class index. What ``_consensus`` computes once it has read
+    the labels, for a caller that loads them itself (the dataset export reads them in chunks into
+    NumPy arrays instead of Python lists)."""
+    consensus, confidence = np.full(n, np.nan), np.full(n, np.nan)
+    if not item_idx.size or k == 0:
+        return consensus, confidence
+    if method == "dawid_skene":
+        result = dawid_skene_from_triples(item_idx, labeler_idx, label, n, n_labelers, k, random_state=random_state)
+        labelled = ~np.isnan(result.labels)
+        consensus[labelled] = result.labels[labelled]
+        confidence[labelled] = result.posterior[labelled, result.labels[labelled].astype(np.int64)]
+    else:
+        counts = class_counts_from_triples(item_idx, label, n, k)
+        vote, _ = majority_vote_from_counts(counts, random_state=random_state)
+        labelled = ~np.isnan(vote)
+        consensus[labelled] = vote[labelled]
+        totals = counts.sum(axis=1)
+        confidence[labelled] = counts[labelled, vote[labelled].astype(np.int64)] / totals[labelled]
+    return consensus, confidence
+
+
 def build_snapshot(project, *, policy=None, user=None, random_state=0) -> DatasetSnapshot:
     """Freeze the project's training labels under ``policy`` (see :func:`check_policy` and
     training/snapshot.py for the precedence). The same labels under the same policy give the

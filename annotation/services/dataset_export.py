@@ -14,7 +14,9 @@ every consensus counts whatever its confidence (the confidence is in the row; ``
 filters on it).
 
 Memory stays bounded: the per-item arrays of the precedence (a few numbers per item) are computed
-once, then items are read in keyset chunks of ``CHUNK_ITEMS`` with at most three queries per chunk
+once (the consensus's input, one label per labeler and item, is read in chunks into NumPy int
+arrays: 24 bytes a label, not the Python tuples, lists and set of training's ``_consensus``),
+then items are read in keyset chunks of ``CHUNK_ITEMS`` with at most three queries per chunk
 (items, their annotations, those annotations' classes) and handed to a streaming writer. The file
 is written to a temporary name beside its final one and renamed on success, so a reader (or a
 killed run) never sees half a file; a re-run removes what a killed run left and starts over.
@@ -53,6 +55,9 @@ from ..models import (
 )
 
 CHUNK_ITEMS = 2_000
+# Current labels are read for the consensus this many rows per round trip, straight into NumPy.
+LABEL_CHUNK_ROWS = 50_000
+_LABEL_ROW = np.dtype([("item", np.int64), ("labeler", np.int64), ("label_class", np.int64)])
 # Exports of projects this small run in the request; bigger ones in the worker.
 INLINE_MAX_ITEMS = 2_000
 SOURCES = ("gold", "resolution", "consensus", "none")
@@ -159,7 +164,7 @@ def final_labels(project, method: str) -> FinalLabels:
     export's two differences (module docstring)."""
     # The snapshot's own code, reused so the rule is one. Public names through the training.services
     # façade; its two private helpers live in training.datasets once the façade split lands.
-    from training.datasets import _consensus, _single_class
+    from training.datasets import _single_class
     from training.services import class_index, training_settings
     from training.snapshot import AMBIGUOUS, CONSENSUS, GOLD, RESOLUTION, select_labels
 
@@ -187,7 +192,7 @@ def final_labels(project, method: str) -> FinalLabels:
     for item_id in current.filter(is_ambiguous=True).values_list("item_id", flat=True):
         resolution_ambiguous[positions[item_id]] = True
     random_state = training_settings()["RANDOM_STATE"]
-    consensus, confidence = _consensus(project, positions, classes, n, method, random_state)
+    consensus, confidence = _consensus(project, item_ids, classes, method, random_state)
     k = len(classes.ids)
     if k:
         label, status = select_labels(
@@ -219,6 +224,52 @@ def final_labels(project, method: str) -> FinalLabels:
         idx = classes.index_of.get(pk)
         name_of[pk] = classes.names[idx] if idx is not None else name
     return FinalLabels(positions, label, source, conf, ambiguous, list(classes.names), name_of)
+
+
+def current_label_arrays(project, item_ids: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(item position, labeler position, class index) int64 arrays of the project's current labels,
+    one per (item, labeler), and the number of labelers; ``item_ids`` sorted ascending.
+
+    The same selection as training.datasets._consensus (a retired class's label is skipped; of an
+    annotation's several labels the one with the lowest class id counts; labelers are numbered in
+    order of first appearance), read ``LABEL_CHUNK_ROWS`` rows at a time into a NumPy array."""
+    rows = (
+        AnnotationLabel.objects.filter(annotation__item__project=project, annotation__is_current=True)
+        .order_by("annotation__item_id", "annotation__labeler_id", "label_class_id")
+        .values_list("annotation__item_id", "annotation__labeler_id", "label_class_id")
+    )
+    triples = np.fromiter(rows.iterator(chunk_size=LABEL_CHUNK_ROWS), dtype=_LABEL_ROW)
+    empty = np.zeros(0, dtype=np.int64)
+    if not triples.size or not classes.index_of:
+        return empty, empty, empty, 0
+    # class id -> class index (-1: retired, or not this project's)
+    lookup = np.full(max(classes.index_of) + 1, -1, dtype=np.int64)
+    lookup[np.fromiter(classes.index_of.keys(), dtype=np.int64)] = np.fromiter(classes.index_of.values(), np.int64)
+    class_ids = triples["label_class"]
+    label = np.full(class_ids.size, -1, dtype=np.int64)
+    known = (class_ids >= 0) & (class_ids < lookup.size)
+    label[known] = lookup[class_ids[known]]
+    live = label >= 0
+    item, labeler, label = triples["item"][live], triples["labeler"][live], label[live]
+    del triples, class_ids
+    # Rows come sorted by (item, labeler): the first of each run is the one that counts.
+    first = np.ones(item.size, dtype=bool)
+    first[1:] = (item[1:] != item[:-1]) | (labeler[1:] != labeler[:-1])
+    item, labeler, label = item[first], labeler[first], label[first]
+    _, first_seen, inverse = np.unique(labeler, return_index=True, return_inverse=True)
+    rank = np.empty(first_seen.size, dtype=np.int64)
+    rank[np.argsort(first_seen, kind="stable")] = np.arange(first_seen.size)
+    return np.searchsorted(item_ids, item), rank[inverse], label, int(first_seen.size)
+
+
+def _consensus(project, item_ids: np.ndarray, classes, method: str, random_state):
+    """training.datasets' consensus (same labels, same numbering, same code) from NumPy input."""
+    from training.datasets import consensus_from_arrays
+
+    item_idx, labeler_idx, label, n_labelers = current_label_arrays(project, item_ids, classes)
+    return consensus_from_arrays(
+        item_idx, labeler_idx, label, item_ids.size, n_labelers, len(classes.ids), method, random_state
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,20 +1,26 @@
 """Round trip: a project written out as Label Studio JSON and as Concord JSONL, each imported into a
 new project, gives the same quality report (alpha, kappa, per-labeler accuracy, consensus, slices...).
 
-The files are built here from the project's rows, following Label Studio's documented task format
-and Concord's JSONL shape (one object per item: external_id, split, metadata, final_label,
-labels: [{labeler, label, unsure, note}]), so this test does not depend on the exporter; once
-`annotation/export_writers.py` is merged, `export_labelstudio` and `export_jsonl` below can be
-swapped for its writers.
+The files are written by the real export service (annotation/services/dataset_export.py, the one
+the API runs) with every labeler's labels, and read back by the real importers.
 """
 
-import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 
-from annotation.models import Annotation, AnnotationLabel, GoldLabel, GoldLabelClass, Item, LabelClass
+from annotation.models import (
+    Annotation,
+    AnnotationLabel,
+    DatasetExport,
+    GoldLabel,
+    GoldLabelClass,
+    Item,
+    LabelClass,
+)
+from annotation.services.dataset_export import create_export, file_path
 from annotation.services.labelstudio_import import import_labels_jsonl, import_labelstudio, prediction_scores
 from annotation.services.projects import create_project
 from annotation.services.quality import build_report
@@ -64,58 +70,13 @@ def original(db):
     return project
 
 
-def project_rows(project):
-    """Per item in id order: (item, gold names or None, [(labeler, [names], unsure, note)])."""
-    rows = []
-    items = Item.objects.filter(project=project).order_by("pk").prefetch_related("gold__labels")
-    for item in items:
-        gold = getattr(item, "gold", None)
-        labels = [
-            (a.labeler.username, sorted(c.name for c in a.labels.all()), a.unsure, a.note)
-            for a in Annotation.objects.current().filter(item=item).select_related("labeler").order_by("pk")
-        ]
-        rows.append((item, sorted(c.name for c in gold.labels.all()) if gold else None, labels))
-    return rows
-
-
-def export_jsonl(project, path):
-    with open(path, "w") as out:
-        for item, gold, labels in project_rows(project):
-            final = gold[0] if gold else (labels[0][1][0] if labels else None)
-            source = "gold" if gold else ("consensus" if labels else None)
-            row = {
-                "external_id": item.external_id, "split": item.split, "metadata": item.metadata, "text": item.text,
-                "final_label": final, "final_label_source": source,
-                "labels": [{"labeler": who, "label": names[0], "unsure": unsure, "note": note}
-                           for who, names, unsure, note in labels],
-            }  # fmt: skip
-            out.write(json.dumps(row) + "\n")
-    return path
-
-
-def export_labelstudio(project, path):
-    tasks = []
-    for item, gold, labels in project_rows(project):
-        annotations = [
-            {"completed_by": {"username": who}, "unsure": unsure, "note": note, "was_cancelled": False,
-             "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": names}}]}
-            for who, names, unsure, note in labels
-        ]  # fmt: skip
-        if gold:
-            annotations.append(
-                {"ground_truth": True, "result": [{"type": "choices", "value": {"choices": gold},
-                                                   "from_name": "label", "to_name": "text"}]}
-            )  # fmt: skip
-        data = {"external_id": item.external_id, "text": item.text, "split": item.split, **item.metadata}
-        predictions = [
-            {
-                "model_version": "m1",
-                "score": 0.75,
-                "result": [{"type": "choices", "from_name": "label", "to_name": "text", "value": {"choices": ["pos"]}}],
-            }
-        ]
-        tasks.append({"id": item.pk, "data": data, "annotations": annotations, "predictions": predictions})
-    path.write_text(json.dumps(tasks))
+def export_file(project, fmt, tmp_path, options=None):
+    """The project exported by the service the API uses (by default with every labeler's current
+    labels), copied out of the media root under tmp_path."""
+    export = create_export(project, fmt, options or {"include_labels": True}, run_inline=True)
+    assert export.status == DatasetExport.Status.DONE, export.error
+    path = tmp_path / f"export.{'json' if fmt == 'label_studio' else fmt}"
+    shutil.copyfile(file_path(export), path)
     return path
 
 
@@ -131,26 +92,68 @@ def normalized(report, slug):
     return report
 
 
+# What Concord's Label Studio export cannot carry today: annotation/export_writers.py writes no
+# `unsure` (nor `note`) on an annotation, so everything the report derives from unsure flags
+# differs after a Label Studio round trip. The strict xfail below fails once the writer adds them.
+UNSURE_DERIVED = {"unsure_share", "uncertain_share", "unsure_labels", "unsure", "reason", "action"}
+
+
+def without(report, keys):
+    if isinstance(report, dict):
+        return {k: without(v, keys) for k, v in report.items() if k not in keys}
+    if isinstance(report, list):
+        return [without(v, keys) for v in report]
+    return report
+
+
+def round_trip(original, tmp_path, fmt, options=None):
+    copy = new_project(f"copy-{fmt}")
+    path = export_file(original, "label_studio" if fmt == "labelstudio" else "jsonl", tmp_path, options)
+    importer = import_labelstudio if fmt == "labelstudio" else import_labels_jsonl
+    batch = importer(copy, path)
+    assert batch.rejected_count == 0, batch.errors
+    return copy
+
+
 @pytest.mark.parametrize("fmt", ["labelstudio", "jsonl"])
 def test_export_then_import_gives_the_same_quality_report(original, tmp_path, fmt):
-    copy = new_project(f"copy-{fmt}")
-    if fmt == "labelstudio":
-        batch = import_labelstudio(copy, export_labelstudio(original, tmp_path / "export.json"))
-        assert len(prediction_scores(copy, source="m1")) == 40
-    else:
-        batch = import_labels_jsonl(copy, export_jsonl(original, tmp_path / "export.jsonl"))
-    assert batch.rejected_count == 0, batch.errors
+    copy = round_trip(original, tmp_path, fmt)
+    assert prediction_scores(copy) == {}  # no model has scored the original: no predictions exported
 
     before, after = build_report(original), build_report(copy)
     assert before["supported"] and before["counts"]["gold_items"] == 15
-    assert normalized(after, copy.slug) == normalized(before, original.slug)
+    assert before["ambiguity"]["unsure_labels"] > 0  # the fixture has unsure labels to carry
+    if fmt == "jsonl":
+        assert normalized(after, copy.slug) == normalized(before, original.slug)
+    else:
+        assert without(normalized(after, copy.slug), UNSURE_DERIVED) == without(
+            normalized(before, original.slug), UNSURE_DERIVED
+        )
     # The figures the issue names, spelled out (the comparison above covers them and the rest).
     assert after["agreement"]["krippendorff_alpha"] == pytest.approx(before["agreement"]["krippendorff_alpha"])
     assert after["agreement"]["fleiss_kappa"] == pytest.approx(before["agreement"]["fleiss_kappa"])
     assert {r["name"].split("@")[0]: r["accuracy"] for r in after["labelers"]} == {
         r["name"]: r["accuracy"] for r in before["labelers"]
     }
+    assert after["counts"] == before["counts"]
     assert Item.objects.filter(project=copy).count() == 40
     assert list(Item.objects.filter(project=copy).order_by("pk").values_list("split", "metadata", "text")) == list(
         Item.objects.filter(project=original).order_by("pk").values_list("split", "metadata", "text")
     )
+
+
+@pytest.mark.xfail(strict=True, reason="export_writers' Label Studio annotations carry no `unsure`/`note`")
+def test_a_label_studio_round_trip_keeps_unsure_flags(original, tmp_path):
+    copy = round_trip(original, tmp_path, "labelstudio")
+    assert normalized(build_report(copy), copy.slug) == normalized(build_report(original), original.slug)
+
+
+@pytest.mark.parametrize("fmt", ["labelstudio", "jsonl"])
+def test_a_pseudonymised_export_imports_under_its_pseudonyms(original, tmp_path, fmt):
+    copy = round_trip(original, tmp_path, fmt, {"include_labels": True, "pseudonymize": True})
+    names = {r["name"].split("@")[0] for r in build_report(copy)["labelers"]}
+    assert len(names) == 4 and all(re.fullmatch(r"labeler-[0-9a-f]{12}", n) for n in names), names
+    before, after = build_report(original), build_report(copy)
+    assert after["agreement"] == before["agreement"]
+    assert sorted(r["accuracy"] for r in after["labelers"]) == sorted(r["accuracy"] for r in before["labelers"])
+    assert after["counts"] == before["counts"]

@@ -86,3 +86,89 @@ def test_concord_jsonl_rows_are_line_numbers_and_gold_comes_only_from_gold():
     assert errors == [
         {"row": 4, "field": "metadata.split", "message": "split must be one of train, dev, test, not 'later'"}
     ]
+
+
+# --- Concord's own export shapes (annotation/export_writers.py) ---------------------------------
+
+
+def concord_ls_task(**meta):
+    return {
+        "id": 17,
+        "data": {"text": "fine", "external_id": "t1", "split": "dev", "metadata": {"noise": "car", "n": 2}},
+        "annotations": [
+            {"completed_by": 1, "was_cancelled": False, "ground_truth": False, "created_at": "2026-12-01T00:00:00Z",
+             "result": [{"id": "17-1", "from_name": "label", "to_name": "text", "type": "choices",
+                         "value": {"choices": ["pos"]}}]},
+            {"completed_by": 2, "was_cancelled": False, "ground_truth": False, "unsure": True, "note": "hm",
+             "result": [{"id": "17-2", "from_name": "label", "to_name": "text", "type": "choices",
+                         "value": {"choices": ["neg"]}}]},
+        ],
+        "meta": {"final_label": "pos", "final_label_source": "gold",
+                 "labelers": {"1": "ann", "2": "labeler-0a1b2c3d4e5f"}, **meta},
+    }  # fmt: skip
+
+
+def test_concord_label_studio_export_names_labelers_from_meta_and_reads_gold_and_slices():
+    tasks, errors = ls([concord_ls_task()])
+    assert errors == []
+    (task,) = tasks
+    assert (task.external_id, task.split, task.metadata, task.text) == ("t1", "dev", {"noise": "car", "n": 2}, "fine")
+    assert task.labels == [
+        Label("ann", ("pos",), "annotations[0].result[0].value.choices"),
+        Label("labeler-0a1b2c3d4e5f", ("neg",), "annotations[1].result[0].value.choices", True, "hm"),
+    ]
+    assert (task.gold, task.gold_field) == (("pos",), "meta.final_label")
+
+
+@pytest.mark.parametrize("source", ["consensus", "resolution", None])
+def test_a_derived_final_label_in_meta_is_not_gold(source):
+    tasks, errors = ls([concord_ls_task(final_label_source=source, confidence=0.9)])
+    assert errors == [] and tasks[0].gold is None
+
+
+def test_meta_gold_must_agree_with_a_ground_truth_annotation_and_bad_meta_names_are_refused():
+    task = concord_ls_task(final_label="neg")
+    task["annotations"].append({"ground_truth": True, "result": [{"type": "choices", "value": {"choices": ["pos"]}}]})
+    tasks, errors = ls([task])
+    assert tasks == [] and errors[0]["row"] == 1 and errors[0]["field"] == "meta.final_label"
+    tasks, errors = ls([concord_ls_task(labelers={"1": "", "2": "b"})])
+    assert tasks == [] and errors == [
+        {"row": 1, "field": "meta.labelers.1", "message": "a labeler's name must be a non-empty string"}
+    ]
+    # A number with no name in meta stays the number, as Label Studio's own exports have it.
+    tasks, errors = ls([concord_ls_task(labelers={"2": "b"})])
+    assert errors == [] and [lab.labeler for lab in tasks[0].labels] == ["1", "b"]
+
+
+def test_concord_label_studio_export_metadata_must_be_scalars():
+    task = concord_ls_task()
+    task["data"]["metadata"] = {"noise": ["car"]}
+    tasks, errors = ls([task])
+    assert tasks == [] and errors == [
+        {"row": 1, "field": "data.metadata.noise", "message": "metadata values must be text, numbers or booleans"}
+    ]
+
+
+def test_concord_jsonl_export_labels_lists_skip_history_and_gold_source():
+    line = {
+        "item_id": 3, "external_id": "a", "split": "train", "metadata": {"noise": "car"}, "text": "t",
+        "final_label": "x", "final_label_source": "gold", "consensus_method": None, "confidence": None,
+        "ambiguous": False, "guideline_versions": [1],
+        "labels": [
+            {"labeler": "w", "labels": ["y"], "unsure": False, "note": "", "guideline_version": 1,
+             "created_at": "2026-12-01T00:00:00+00:00", "current": False},
+            {"labeler": "w", "labels": ["x"], "unsure": True, "note": "n", "guideline_version": 1,
+             "created_at": "2026-12-01T01:00:00+00:00", "current": True},
+            {"labeler": "v", "label": "y"},
+        ],
+    }  # fmt: skip
+    tasks, errors = parse_concord_jsonl(json.dumps(line).encode(), multi_label=False)
+    assert errors == []
+    (task,) = tasks
+    assert task.labels == [Label("w", ("x",), "labels[1].labels", True, "n"), Label("v", ("y",), "labels[2].label")]
+    assert (task.gold, task.metadata, task.split) == (("x",), {"noise": "car"}, "train")
+    line["labels"] = [{"labeler": "w", "labels": [], "current": True}]
+    tasks, errors = parse_concord_jsonl(json.dumps(line).encode(), multi_label=False)
+    assert tasks == [] and errors == [
+        {"row": 1, "field": "labels[0].labels", "message": "must be a non-empty list of class names"}
+    ]
