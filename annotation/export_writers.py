@@ -193,6 +193,10 @@ def label_studio_task(row: dict, data_kind: str, labeler_ids: dict) -> dict:
                 {
                     "completed_by": number,
                     "result": _result(obj, entry["labels"], f"{item_id}-{n + 1}"),
+                    # Concord's own keys (Label Studio keeps unknown annotation keys): a re-import
+                    # keeps the labeler's unsure flag and note.
+                    "unsure": bool(entry.get("unsure", False)),
+                    "note": entry.get("note") or "",
                     "was_cancelled": False,
                     "ground_truth": False,
                     "created_at": entry.get("created_at"),

@@ -130,6 +130,8 @@ def test_label_studio_exact():
             {
                 "completed_by": 1,
                 "result": result(["pos"], "1-1"),
+                "unsure": False,
+                "note": "",
                 "was_cancelled": False,
                 "ground_truth": False,
                 "created_at": "2026-11-30T10:00:00+00:00",
@@ -137,6 +139,8 @@ def test_label_studio_exact():
             {
                 "completed_by": 2,
                 "result": result(["neg"], "1-2"),
+                "unsure": True,
+                "note": 'hard, "maybe"',
                 "was_cancelled": False,
                 "ground_truth": False,
                 "created_at": "2026-11-30T11:00:00+00:00",
