@@ -107,34 +107,22 @@ def _consensus(project, positions, classes: ClassIndex, n, method, random_state)
         items.append(positions[item_id])
         labelers.append(labeler_pos.setdefault(labeler_id, len(labeler_pos)))
         labels.append(idx)
-    k = len(classes.ids)
-    item_idx = np.array(items, dtype=np.int64)
-    label = np.array(labels, dtype=np.int64)
-    consensus, confidence = np.full(n, np.nan), np.full(n, np.nan)
-    if not item_idx.size or k == 0:
-        return consensus, confidence
-    if method == "dawid_skene":
-        result = dawid_skene_from_triples(
-            item_idx, np.array(labelers, dtype=np.int64), label, n, len(labeler_pos), k, random_state=random_state
-        )
-        labelled = ~np.isnan(result.labels)
-        consensus[labelled] = result.labels[labelled]
-        confidence[labelled] = result.posterior[labelled, result.labels[labelled].astype(np.int64)]
-    else:
-        counts = class_counts_from_triples(item_idx, label, n, k)
-        vote, _ = majority_vote_from_counts(counts, random_state=random_state)
-        labelled = ~np.isnan(vote)
-        consensus[labelled] = vote[labelled]
-        totals = counts.sum(axis=1)
-        confidence[labelled] = counts[labelled, vote[labelled].astype(np.int64)] / totals[labelled]
-    return consensus, confidence
+    return consensus_from_arrays(
+        np.array(items, dtype=np.int64),
+        np.array(labelers, dtype=np.int64),
+        np.array(labels, dtype=np.int64),
+        n,
+        len(labeler_pos),
+        len(classes.ids),
+        method,
+        random_state,
+    )
 
 
 def consensus_from_arrays(item_idx, labeler_idx, label, n, n_labelers, k, method, random_state):
     """Consensus class and confidence (N,) from one label per (item, labeler) as int arrays:
-    item position, labeler position, class index. What ``_consensus`` computes once it has read
-    the labels, for a caller that loads them itself (the dataset export reads them in chunks into
-    NumPy arrays instead of Python lists)."""
+    item position, labeler position, class index. ``_consensus`` reads the labels into them; the
+    dataset export loads them itself, in chunks, straight into NumPy arrays."""
     consensus, confidence = np.full(n, np.nan), np.full(n, np.nan)
     if not item_idx.size or k == 0:
         return consensus, confidence
@@ -153,16 +141,10 @@ def consensus_from_arrays(item_idx, labeler_idx, label, n, n_labelers, k, method
     return consensus, confidence
 
 
-def build_snapshot(project, *, policy=None, user=None, random_state=0) -> DatasetSnapshot:
-    """Freeze the project's training labels under ``policy`` (see :func:`check_policy` and
-    training/snapshot.py for the precedence). The same labels under the same policy give the
-    same snapshot: an existing one with the same content hash and policy is returned instead
-    of a copy."""
-    policy = check_policy(policy)
-    classes = class_index(project)
-    items = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", "split"))
-    n = len(items)
-    positions = {pk: i for i, (pk, _) in enumerate(items)}
+def truth_arrays(project, positions, classes, n):
+    """(gold, resolution, resolution_ambiguous), each (N,) over the items at ``positions``: the
+    gold class index and the current resolution's (NaN where none or not a single class), and
+    whether the SME resolved the item as ambiguous."""
     gold = _single_class(
         GoldLabelClass.objects.filter(gold__item__project=project).values_list("gold__item_id", "label_class_id"),
         positions,
@@ -179,6 +161,20 @@ def build_snapshot(project, *, policy=None, user=None, random_state=0) -> Datase
     resolution_ambiguous = np.zeros(n, dtype=bool)
     for item_id in current.filter(is_ambiguous=True).values_list("item_id", flat=True):
         resolution_ambiguous[positions[item_id]] = True
+    return gold, resolution, resolution_ambiguous
+
+
+def build_snapshot(project, *, policy=None, user=None, random_state=0) -> DatasetSnapshot:
+    """Freeze the project's training labels under ``policy`` (see :func:`check_policy` and
+    training/snapshot.py for the precedence). The same labels under the same policy give the
+    same snapshot: an existing one with the same content hash and policy is returned instead
+    of a copy."""
+    policy = check_policy(policy)
+    classes = class_index(project)
+    items = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", "split"))
+    n = len(items)
+    positions = {pk: i for i, (pk, _) in enumerate(items)}
+    gold, resolution, resolution_ambiguous = truth_arrays(project, positions, classes, n)
     consensus, confidence = _consensus(project, positions, classes, n, policy["consensus"], random_state)
 
     amb_indices = np.flatnonzero(classes.ambiguity)

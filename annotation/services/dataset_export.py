@@ -47,11 +47,8 @@ from ..models import (
     Annotation,
     AnnotationLabel,
     DatasetExport,
-    GoldLabelClass,
     Item,
     LabelClass,
-    Resolution,
-    ResolutionLabel,
 )
 
 CHUNK_ITEMS = 2_000
@@ -162,9 +159,8 @@ class FinalLabels:
 def final_labels(project, method: str) -> FinalLabels:
     """The final label of each item of ``project``: training.services' snapshot code with the
     export's two differences (module docstring)."""
-    # The snapshot's own code, reused so the rule is one. Public names through the training.services
-    # façade; its two private helpers live in training.datasets once the façade split lands.
-    from training.datasets import _single_class
+    # The snapshot's own code, reused so the rule is one.
+    from training.datasets import truth_arrays
     from training.services import class_index, training_settings
     from training.snapshot import AMBIGUOUS, CONSENSUS, GOLD, RESOLUTION, select_labels
 
@@ -175,22 +171,7 @@ def final_labels(project, method: str) -> FinalLabels:
     )
     n = item_ids.size
     positions = dict(zip(item_ids.tolist(), range(n), strict=True))
-    gold = _single_class(
-        GoldLabelClass.objects.filter(gold__item__project=project).values_list("gold__item_id", "label_class_id"),
-        positions,
-        classes,
-        n,
-    )
-    current = Resolution.objects.filter(item__project=project, is_current=True)
-    resolution = _single_class(
-        ResolutionLabel.objects.filter(resolution__in=current).values_list("resolution__item_id", "label_class_id"),
-        positions,
-        classes,
-        n,
-    )
-    resolution_ambiguous = np.zeros(n, dtype=bool)
-    for item_id in current.filter(is_ambiguous=True).values_list("item_id", flat=True):
-        resolution_ambiguous[positions[item_id]] = True
+    gold, resolution, resolution_ambiguous = truth_arrays(project, positions, classes, n)
     random_state = training_settings()["RANDOM_STATE"]
     consensus, confidence = _consensus(project, item_ids, classes, method, random_state)
     k = len(classes.ids)
