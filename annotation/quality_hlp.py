@@ -11,6 +11,8 @@ from scipy.special import xlogy
 from annotation.agreement import class_counts_from_triples, percent_agreement_from_counts
 from annotation.consensus import majority_vote_from_counts
 
+from .intervals import INTERVAL_METHOD, clustered_wilson_interval
+
 WILSON_Z_95 = 1.959963984540054  # the 97.5 % quantile of the standard normal distribution
 
 
@@ -256,8 +258,8 @@ def project_hlp(item_idx, labeler_idx, label, truth, n_items: int, n_labelers: i
     - With ground truth on at least one labelled item, ``basis`` is ``"ground_truth"`` and
       ``value`` is the accuracy of the labels on those items, pooled: every label counts once
       (the label-weighted mean of the labelers' accuracies, i.e. how often a human label matches
-      the truth), with a 95 % Wilson interval. The interval treats labels as independent; labels
-      on one item are not, so read it as a lower bound on the uncertainty. ``labeler_mean`` is
+      the truth), with a 95 % Wilson interval widened by the design effect of several labels per
+      item (annotation/intervals.py), since labels of one item are not independent. ``labeler_mean`` is
       the unweighted mean of the accuracies of the labelers with a scored label.
     - Without any, ``basis`` is ``"pairwise_agreement"`` and ``value`` is the chance that two
       random labelers of the same item agree (pooled over pairs): a proxy, not an accuracy.
@@ -268,7 +270,7 @@ def project_hlp(item_idx, labeler_idx, label, truth, n_items: int, n_labelers: i
     Returns
     -------
     dict with keys basis, value, ci_low, ci_high, correct, scored_labels, scored_items,
-    labeler_mean, labelers_scored, pairwise_agreement, pairs.
+    interval_method, labeler_mean, labelers_scored, pairwise_agreement, pairs.
     """
     item_idx, labeler_idx, label = _check_triples(item_idx, labeler_idx, label)
     scored, correct = _correct(item_idx, label, truth)
@@ -280,7 +282,8 @@ def project_hlp(item_idx, labeler_idx, label, truth, n_items: int, n_labelers: i
     per_labeler = labeler_accuracy(item_idx, labeler_idx, label, truth, n_labelers)["accuracy"]
     has = ~np.isnan(per_labeler)
     labeler_mean = float(per_labeler[has].mean()) if has.any() else float("nan")
-    low, high = wilson_interval(n_correct, n_scored)
+    ci_all = clustered_wilson_interval(correct[scored], item_idx[scored])
+    low, high = ci_all["ci_low"][0], ci_all["ci_high"][0]
     if n_scored:
         basis, value = "ground_truth", n_correct / n_scored
         ci = (float(low), float(high))
@@ -297,6 +300,7 @@ def project_hlp(item_idx, labeler_idx, label, truth, n_items: int, n_labelers: i
         "correct": n_correct,
         "scored_labels": n_scored,
         "scored_items": scored_items,
+        "interval_method": INTERVAL_METHOD,
         "labeler_mean": labeler_mean,
         "labelers_scored": int(has.sum()),
         "pairwise_agreement": pairwise,
@@ -371,7 +375,10 @@ def group_quality(item_idx, label, truth, group, n_groups: int, n_classes: int, 
     n_correct = np.bincount(lg[correct[keep]], minlength=g)
     n_amb = np.bincount(lg[amb[keep]], minlength=g)
     n_uns = np.bincount(lg[uns[keep]], minlength=g)
-    low, high = wilson_interval(n_correct, n_scored)
+    # Several labels of one item are not independent: the interval is widened by the design effect.
+    sel = keep & scored
+    ci = clustered_wilson_interval(correct[sel], item_idx[sel], label_group[sel], n_groups=g)
+    low, high = ci["ci_low"], ci["ci_high"]
     return {
         "items": items,
         "labels": labels,
@@ -381,6 +388,7 @@ def group_quality(item_idx, label, truth, group, n_groups: int, n_classes: int, 
         "accuracy": _ratio(n_correct, n_scored),
         "ci_low": low,
         "ci_high": high,
+        "design_effect": ci["design_effect"],
         "pairs": pairs.astype(np.int64),
         "agreeing_pairs": agree.astype(np.int64),
         "pairwise_agreement": _ratio(agree, pairs),

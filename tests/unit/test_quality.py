@@ -479,3 +479,31 @@ def test_json_safe():
     out = q.json_safe({"a": np.float64(nan), "b": [np.int64(3), np.inf, 1.5], "c": np.array([[1.0, nan]])})
     assert out == {"a": None, "b": [3, None, 1.5], "c": [[1.0, None]]}
     assert isinstance(out["b"][0], int)
+
+
+def test_group_and_project_intervals_widen_when_an_items_labels_agree_with_each_other():
+    """Three labels per item that always agree carry one item's worth of evidence, not three: the
+    interval is the Wilson interval of the items, wider than the one of the labels. With one label
+    per item it is the plain Wilson interval (statsmodels)."""
+    n_items, k = 30, 2
+    truth = np.zeros(n_items)
+    right = np.arange(n_items) % 3 != 0  # 20 of 30 items labelled right, by all three labelers
+    item = np.repeat(np.arange(n_items), 3)
+    labeler = np.tile(np.arange(3), n_items)
+    label = np.where(right[item], 0, 1)
+    group = np.zeros(n_items, dtype=np.int64)
+    no_ambiguity, not_unsure = np.zeros(k, dtype=bool), np.zeros(item.size, dtype=bool)
+
+    g = q.group_quality(item, label, truth, group, 1, k, no_ambiguity, not_unsure)
+    items_low, items_high = proportion_confint(20, 30, method="wilson")
+    labels_low, labels_high = proportion_confint(60, 90, method="wilson")
+    assert g["accuracy"][0] == pytest.approx(60 / 90)
+    assert g["ci_low"][0] == pytest.approx(items_low) and g["ci_high"][0] == pytest.approx(items_high)
+    assert g["ci_high"][0] - g["ci_low"][0] > labels_high - labels_low
+    hlp = q.project_hlp(item, labeler, label, truth, n_items, 3, k)
+    assert (hlp["ci_low"], hlp["ci_high"]) == pytest.approx((items_low, items_high))
+
+    one = np.arange(n_items)  # one label per item: nothing to widen
+    single = q.group_quality(one, np.where(right, 0, 1), truth, group, 1, k, no_ambiguity, np.zeros(n_items, bool))
+    assert (single["ci_low"][0], single["ci_high"][0]) == pytest.approx((items_low, items_high))
+    assert single["design_effect"][0] == pytest.approx(1.0)
