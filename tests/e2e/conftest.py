@@ -5,6 +5,7 @@ Playwright never downloads a browser here: the tests launch `/usr/bin/chromium` 
 to install it, except in CI (`CI=true`), where they fail.
 """
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -77,7 +78,34 @@ def page(page):
     # Fail in seconds, not Playwright's default 30 s, when something is missing; generous enough
     # for a first request that imports the URL modules on a busy 2-core machine.
     page.set_default_timeout(15_000)
-    return page
+    yield page
+    # Before the database is flushed for the next test: stop the page's polling, then let the
+    # requests the live server (or a worker) is still serving finish. One still holding row locks
+    # when the flush's TRUNCATE starts deadlocks it, and every later test then fails.
+    with contextlib.suppress(Exception):  # a page that crashed or closed has nothing left to stop
+        page.goto("about:blank")
+    _wait_for_other_sessions_to_go_idle()
+
+
+def _wait_for_other_sessions_to_go_idle(timeout_s=20.0):
+    """Wait until no other session on the test database is running a statement or sits inside a
+    transaction (PostgreSQL only; SQLite serialises writers anyway)."""
+    import time
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout_s
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IS NOT NULL AND state <> 'idle'"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 def png_bytes(size=64, seed=0):
