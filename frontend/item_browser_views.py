@@ -21,9 +21,22 @@ Labelers never reach this page (the 403 page); non-members get 404 (frontend/sta
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Case, CharField, Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Coalesce, Left
+from django.db.models.functions import Cast, Coalesce, Left
 from django.shortcuts import render
 from django.urls import reverse
 
@@ -165,7 +178,9 @@ def _filter(items, project, params, classes):
         if not sep or not key.strip():
             raise BadFilter("slice", "slice must look like key=value, e.g. noise=car")
         # KeyTextTransform takes the key as data, never as part of a lookup path.
-        items = items.alias(slice_value=KeyTextTransform(key.strip(), "metadata")).filter(slice_value=value.strip())
+        # Cast: on SQLite a key transform's exact lookup reads its right side as JSON ("malformed JSON").
+        value_of_key = Cast(KeyTextTransform(key.strip(), "metadata"), TextField())
+        items = items.alias(slice_value=value_of_key).filter(slice_value=value.strip())
     source = _text_filter(params, "source")
     if source:
         items = items.filter(source_name=source)

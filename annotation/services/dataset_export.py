@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db.models import TextField
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
 
@@ -299,7 +301,9 @@ def _item_queryset(project, options):
     for n, text in enumerate(options["slice"]):
         key, _, value = text.partition("=")
         # The key as a JSON key, never a lookup name ("in", "contains"); compared as text (->>).
-        qs = qs.alias(**{f"_slice{n}": KeyTextTransform(key, "metadata")}).filter(**{f"_slice{n}": value})
+        # Cast: on SQLite a key transform's exact lookup reads its right side as JSON ("malformed JSON").
+        value_of_key = Cast(KeyTextTransform(key, "metadata"), TextField())
+        qs = qs.alias(**{f"_slice{n}": value_of_key}).filter(**{f"_slice{n}": value})
     return qs
 
 
