@@ -208,3 +208,32 @@ class GuidelineNoteAdmin(admin.ModelAdmin):
     list_display = ["project", "item", "author", "draft", "created_at"]
     list_filter = ["project"]
     raw_id_fields = ["item", "draft"]
+
+
+@admin.register(models.Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "colour", "created_by", "created_at"]
+    list_filter = ["project"]
+    search_fields = ["name"]
+
+
+@admin.register(models.ItemTag)
+class ItemTagAdmin(admin.ModelAdmin):
+    list_display = ["tag", "item", "added_by", "created_at"]
+    list_filter = ["tag__project"]
+    raw_id_fields = ["tag", "item", "added_by"]
+
+
+@admin.register(models.TagEvent)
+class TagEventAdmin(admin.ModelAdmin):
+    """Who added or removed which tag, when: read-only."""
+
+    list_display = ["tag", "item", "action", "actor", "created_at"]
+    list_filter = ["action", "tag__project"]
+    raw_id_fields = ["tag", "item", "actor"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

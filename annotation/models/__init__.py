@@ -36,3 +36,4 @@ from .project import (  # noqa: F401
     Split,
     TaskType,
 )
+from .tags import ItemTag, Tag, TagEvent  # noqa: F401
