@@ -38,7 +38,8 @@ var/secret_key: | $(VENV)/.installed
 
 # Web server, Celery worker and Celery beat side by side; one Ctrl-C stops all three. The demo's
 # passwords (first run only) are kept aside (var/, owner-only) and printed last, once the worker
-# is ready and the web server answers, so they are not lost among the start-up lines.
+# is ready and the web server answers, so they are not lost among the start-up lines. The reapers'
+# minute-by-minute lines stay in var/worker.log (beat logs warnings only), off the terminal.
 run: $(VENV)/.installed var/secret_key
 	@set -eo pipefail; export $(RUN_ENV); \
 	$(PY) manage.py migrate --noinput; \
@@ -46,8 +47,9 @@ run: $(VENV)/.installed var/secret_key
 	rm -f var/worker.log; (umask 077 && : > var/demo-users.txt); \
 	PYTHONUNBUFFERED=1 $(PY) manage.py demo --if-empty --simulate-labelers 3 | tee var/demo-users.txt \
 		| sed -u '/Demo users:/,$$d'; \
-	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=1 > >(tee var/worker.log) 2>&1 & worker=$$!; \
-	$(VENV)/bin/celery -A config beat --loglevel=INFO -s var/celerybeat-schedule & beat=$$!; \
+	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=1 \
+		> >(tee var/worker.log | grep --line-buffered -v -E '\.reap(\[|\b)') 2>&1 & worker=$$!; \
+	$(VENV)/bin/celery -A config beat --loglevel=WARNING -s var/celerybeat-schedule & beat=$$!; \
 	{ for i in $$(seq 180); do \
 		grep -qs ' ready\.' var/worker.log && \
 		$(PY) -c "import socket; socket.create_connection(('$(READY_HOST)', $(PORT)), 2)" 2>/dev/null && break; \

@@ -1,7 +1,7 @@
 """Celery tasks of the annotation app. Each takes ids, calls one service and is safe to run twice
 (tasks are acknowledged late, so a worker lost mid-task means the task runs again)."""
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import OperationalError
 
 from .services import quality
@@ -17,7 +17,17 @@ def refresh_quality_report(project_id: int, force: bool = False) -> int | None:
     return quality.refresh_quality_report(project_id, force=force)
 
 
-@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+class _QueuedImportTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        # Retries exhausted (or a bug): without this the batch would stay `running` for ever.
+        from .services import queued_import
+
+        queued_import.give_up(args[0] if args else kwargs["batch_id"], exc)
+
+
+@shared_task(
+    base=_QueuedImportTask, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3
+)
 def run_queued_import(batch_id: int) -> str | None:
     """Import a large upload kept under MEDIA_ROOT (services/queued_import.py), then remove the file.
 

@@ -102,6 +102,23 @@ def run(batch_id: int) -> str | None:
     return ImportBatch.objects.values_list("status", flat=True).get(pk=batch_id)
 
 
+def give_up(batch_id: int, exc: BaseException) -> None:
+    """The task ran out of retries (the database kept failing): fail a batch still queued or
+    running with the reason, so its page stops polling, and remove its files."""
+    ImportBatch.objects.filter(pk=batch_id).exclude(status__in=FINAL).update(
+        status=ImportBatch.Status.FAILED,
+        rejected_count=0,
+        errors=[
+            {
+                "row": "file",
+                "field": "file",
+                "message": f"the import stopped after repeated database errors ({type(exc).__name__}); upload it again",
+            }
+        ],
+    )
+    _remove(batch_id)
+
+
 def _run_job(batch, job):
     from .annotation_import import import_annotations
     from .item_import import import_items

@@ -565,3 +565,27 @@ def test_a_real_worker_imports_a_queued_upload(settings, api_as):
     assert batch.summary["items_created"] == 203 and batch.summary["annotations_created"] == 203
     assert Item.objects.filter(project=project).count() == 203
     assert not queued_import.folder_of(batch.pk).exists()
+
+
+def test_a_queued_import_that_runs_out_of_retries_fails_with_the_reason(news, people, api_as, settings, monkeypatch):
+    from django.db import OperationalError
+
+    from annotation.tasks import run_queued_import
+
+    settings.CONCORD_IMPORT = {**settings.CONCORD_IMPORT, "QUEUE_ABOVE_BYTES": 10}
+    response = upload(api_as(people["mle"]), reverse("api:import-labelstudio", args=[news.pk]), "t.json",
+                      json.dumps(good_tasks()))  # fmt: skip
+    batch_id = response.data["id"]
+    calls = []
+
+    def lost_connection(*args, **kwargs):
+        calls.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(queued_import, "_run_job", lost_connection)
+    monkeypatch.setattr(run_queued_import, "retry_backoff", False)
+    result = run_queued_import.apply(args=[batch_id])
+    assert result.failed() and len(calls) == 1 + run_queued_import.max_retries
+    batch = ImportBatch.objects.get(pk=batch_id)
+    assert batch.status == "failed" and "repeated database errors (OperationalError)" in batch.errors[0]["message"]
+    assert not queued_import.folder_of(batch_id).exists() and not Item.objects.exists()
