@@ -25,7 +25,8 @@ from django.db.models.functions import Left
 from django.shortcuts import render
 from django.urls import reverse
 
-from annotation.models import DataKind, ImportBatch, LabelClass, Split
+from annotation.models import DataKind, ImportBatch, LabelClass, Split, Tag
+from annotation.services import tags as tag_service
 from annotation.services.item_filters import (
     FILTERS,
     STATUSES,
@@ -81,8 +82,10 @@ def item_browser(request, slug):
             items = items.annotate(snippet=Left("text", SNIPPET_CHARS + 1))
         items = items.defer("text", "metadata")
         rows, has_previous, has_next = _page(items, after, before)
+        tags = tag_service.tags_by_item([item.pk for item in rows])
         for item in rows:
             item.status = status_of(item)
+            item.tags = tags.get(item.pk, [])
     except BadFilter as exc:
         error = exc
     query = {k: v for k, v in filters.items() if v}
@@ -94,6 +97,7 @@ def item_browser(request, slug):
         "splits": Split.choices,
         "statuses": STATUSES,
         "filters": filters,
+        "project_tags": Tag.objects.filter(project=project).order_by("name"),
         "error": error,
         "previous_query": urlencode({**query, "before": rows[0].pk}) if rows and has_previous else None,
         "next_query": urlencode({**query, "after": rows[-1].pk}) if rows and has_next else None,
