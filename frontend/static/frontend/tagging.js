@@ -3,6 +3,7 @@
 // × removes a tag. The item is whatever the panel shows now (adjudication.js swaps the panel on
 // next/previous), so this file reads it from the panel each time. Keys used by adjudication.js
 // (a b n j k z, arrows, class shortcuts) are not touched; `t` is reserved for this box there.
+// Tag names reach the page as text only (textContent, or the server's escaped panel).
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("adj-config").textContent);
@@ -60,40 +61,12 @@
     return svg;
   }
 
-  // The chips from the API's list (names set as text, never as HTML).
-  function renderChips(itemTags) {
-    const holder = wrap.querySelector("[data-tag-list]");
-    if (!holder) return;
-    holder.replaceChildren();
-    if (!itemTags.length) {
-      const none = document.createElement("span");
-      none.className = "muted";
-      none.dataset.noTags = "";
-      none.textContent = "none";
-      holder.appendChild(none);
-    }
-    itemTags.forEach((tag) => {
-      const chip = document.createElement("span");
-      chip.className = "tag tag-chip";
-      chip.dataset.tag = tag.name;
-      chip.dataset.tagId = String(tag.id);
-      chip.appendChild(dot(tag.colour));
-      chip.appendChild(document.createTextNode(tag.name));
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.className = "tag-chip__remove";
-      remove.dataset.removeTag = String(tag.id);
-      remove.setAttribute("aria-label", "Remove the tag " + tag.name);
-      remove.title = "Remove";
-      remove.textContent = "\u00d7";
-      chip.appendChild(remove);
-      holder.appendChild(chip);
-    });
-  }
-
-  async function refreshChips(item) {
-    const itemTags = await call("GET", itemTagsUrl(item));
-    if (currentItem() === item) renderChips(itemTags);
+  // After a change, the panel again from the server: its chips and its history (tag lines
+  // included) as the page renders them; only if the SME has not moved on meanwhile.
+  async function refreshPanel(item) {
+    const query = config.query ? "?" + config.query : "";
+    const response = await fetch(config.panelUrl.replace("/0/", "/" + item + "/") + query, { credentials: "same-origin" });
+    if (response.ok && currentItem() === item) wrap.innerHTML = await response.text();
   }
 
   function matches(query) {
@@ -163,7 +136,7 @@
       const data = await call("POST", itemTagsUrl(item), body);
       if (data.created) tags = tags.concat([{ id: data.tag.id, name: data.tag.name, colour: data.tag.colour }]);
       close();
-      await refreshChips(item);
+      await refreshPanel(item);
       const what = data.changed ? "Tagged" : "Already tagged";
       say(what + " " + data.tag.name + (data.created ? " (a new tag)." : "."));
     } catch (err) {
@@ -177,7 +150,7 @@
     const item = currentItem();
     try {
       const data = await call("DELETE", itemTagUrl(item, tagId));
-      await refreshChips(item);
+      await refreshPanel(item);
       say("Removed the tag " + data.tag.name + ".");
     } catch (err) {
       say("Could not remove the tag: " + err.message);
