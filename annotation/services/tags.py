@@ -22,6 +22,8 @@ import re
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 
+from config import queueing
+
 from ..access import STAFF_ROLES, acting_user, role_in
 from ..errors import DomainError, NotFound
 from ..models import Item, ItemTag, Tag, TagEvent
@@ -170,8 +172,10 @@ def update_tag(project, user, tag_id, *, name=UNSET, colour=UNSET, description=U
         if description is not UNSET:
             tag.description = clean_description(description)
         tag.save()
-    if renamed:  # the slice key changes
-        queue_quality_refresh_soon(project.pk)
+    if renamed:
+        # The slice key changes, but no fingerprint input does (labels, truth, tag events): force.
+        refresh = queueing.task(queueing.REFRESH_QUALITY_REPORT)
+        transaction.on_commit(lambda: refresh.apply_async(args=[project.pk], kwargs={"force": True}))
     return tag
 
 
