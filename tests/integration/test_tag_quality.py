@@ -97,3 +97,11 @@ def test_quality_page_shows_tag_slices_and_hlp_by_source(project, board, client,
     assert 'data-testid="hlp-by-source"' in page
     assert "75.0%" in page and "33.3%" in page
     assert "2 labels by the resolving SME not scored" in page
+
+
+def test_quality_api_carries_tag_slices_and_hlp_by_source(project, board, api_as, sme, labeler):
+    url = reverse("api:project-quality", args=[project.pk])
+    body = api_as(sme).get(url).json()
+    assert body["hlp_by_source"]["resolution"]["own_labels_excluded"] == 2
+    assert "tag:blurry" in {s["key"] for s in body["slices"]}
+    assert api_as(labeler).get(url).status_code == 404  # tags and all: not for labelers
