@@ -3,7 +3,10 @@ in bulk by ids or by a page's filters, idempotence and events), the API (permiss
 non-members 404; bad input 400 naming the field; nothing half-written), and that labelers never
 see a tag on their API or page."""
 
+import threading
+
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from annotation.errors import DomainError, NotFound
@@ -274,3 +277,56 @@ def test_labelers_never_see_tags(project, items, api_as, client, sme, labeler):
     # The item list of the API is staff-only too? It answers labelers without tags either way.
     items_response = api_as(labeler).get(reverse("api:item-list", args=[project.pk]))
     assert "zebra-crossing-hint" not in items_response.content.decode()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="threads need PostgreSQL; SQLite serialises writers")
+@pytest.mark.django_db(transaction=True)
+def test_two_smes_adding_the_same_new_tag_at_once_leave_one_tag_one_row_one_event(project, sme, mle, api_as):
+    item = add_item(project, "contested")
+    url = reverse("api:item-tags", args=[project.pk, item.pk])
+    start = threading.Barrier(2)
+    codes = {}
+
+    def work(user):
+        try:
+            client = api_as(user)
+            start.wait()
+            codes[user.pk] = client.post(url, {"name": "glare"}, format="json").status_code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in (sme, mle)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(codes.values()) == [200, 201]
+    assert Tag.objects.filter(project=project).count() == 1
+    assert ItemTag.objects.filter(item=item).count() == 1
+    assert TagEvent.objects.filter(item=item).count() == 1
+
+
+def test_tag_list_and_queue_page_queries_do_not_grow(project, items, api_as, client, sme, django_assert_num_queries):
+    url = reverse("api:tag-list", args=[project.pk])
+    tags.tag_items(project, sme, [items[0].pk], name="one")
+    # project_for (2), the tagger's role (1), the tags with their counts (1)
+    with django_assert_num_queries(4):
+        assert len(api_as(sme).get(url).json()) == 1
+    client.force_login(sme)
+    queue = reverse("adjudication:queue", args=[project.slug])
+    few = len(_queries(client, queue))
+    for n in range(5):
+        tags.tag_items(project, sme, [i.pk for i in items], name=f"more-{n}")
+    with django_assert_num_queries(4):
+        assert len(api_as(sme).get(url).json()) == 6
+    with django_assert_num_queries(few):  # both queue rows now carry six tags each
+        page = client.get(queue)
+    assert page.content.decode().count('data-tag="more-4"') == 2
+
+
+def _queries(client, url):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        client.get(url)
+    return captured.captured_queries
