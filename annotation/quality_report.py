@@ -17,6 +17,7 @@ from annotation.agreement import (
 )
 from annotation.consensus import dawid_skene_from_triples, majority_vote_from_counts
 
+from .intervals import hlp_by_truth_source
 from .quality_ambiguity import (
     BORDERLINE_MIN_UNCERTAIN,
     MERGE_MIN_RATE,
@@ -78,7 +79,10 @@ class QualityInput:
     class_names : list[str] (K), ambiguity : bool (K,)
     labeler_names : list[str] (M), labeler_ids : int (M,)   database ids, for links
     item_ids : int (N,), item_names : list[str] (N)         database ids and external ids
-    slices : {key: (codes int (N,) with -1 = no value, [value names])}
+    slices : {key: (codes int (N,) with -1 = no value, [value names])}; a tag is the key
+                                              "tag:<name>" with the one value "yes"
+    gold, resolution : float (N,) or None     each truth source apart, NaN where none
+    resolver : int (N,) or None               labeler index of the resolving SME, -1 for none
     """
 
     item_idx: np.ndarray
@@ -96,6 +100,9 @@ class QualityInput:
     item_ids: np.ndarray
     item_names: list
     slices: dict = field(default_factory=dict)
+    gold: np.ndarray | None = None
+    resolution: np.ndarray | None = None
+    resolver: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
@@ -175,14 +182,21 @@ def _consensus(inp: QualityInput, counts, settings: ReportSettings):
     return report, ds_accuracy
 
 
+# A tag's slice key (annotation.models.tags.TAG_SLICE_PREFIX; not imported: this module is pure).
+TAG_SLICE_PREFIX = "tag:"
+
+
 def _slices(inp, truth, settings):
     out = []
     for key in sorted(inp.slices):
         codes, values = inp.slices[key]
         codes = np.asarray(codes, dtype=np.int64)
         g = group_quality(inp.item_idx, inp.label, truth, codes, len(values), inp.n_classes, inp.ambiguity, inp.unsure)
-        shown = np.flatnonzero(g["items"] >= settings.min_slice_items)
-        dropped = int(((g["items"] > 0) & (g["items"] < settings.min_slice_items)).sum())
+        # Every tag is shown, however few its items: someone chose to ask about it, and its
+        # interval says how little a small one tells. The floor is for metadata's many values.
+        floor = 1 if str(key).startswith(TAG_SLICE_PREFIX) else settings.min_slice_items
+        shown = np.flatnonzero(g["items"] >= floor)
+        dropped = int(((g["items"] > 0) & (g["items"] < floor)).sum())
         if shown.size > settings.max_slice_values:
             shown = shown[np.argsort(-g["items"][shown], kind="stable")[: settings.max_slice_values]]
         shown = sorted(shown.tolist(), key=lambda i: str(values[i]))
@@ -195,7 +209,7 @@ def _slices(inp, truth, settings):
                 "key": key,
                 "values": rows,
                 "values_below_min_items": dropped,
-                "values_not_shown": max(0, int((g["items"] >= settings.min_slice_items).sum()) - len(rows)),
+                "values_not_shown": max(0, int((g["items"] >= floor).sum()) - len(rows)),
             }
         )
     return out
@@ -371,4 +385,25 @@ def compute_report(inp: QualityInput, settings: ReportSettings | None = None) ->
         },
     }
     report["hlp"]["label"] = HLP_LABELS[report["hlp"]["basis"]]
+    report["hlp_by_source"] = _hlp_by_source(inp, item_idx, labeler_idx, label)
     return json_safe(report)
+
+
+HLP_SOURCE_NOTE = (
+    "SMEs resolve mostly the items labelers disagreed on, so accuracy against resolutions is measured on "
+    "hard items and runs lower than against gold, which is drawn without regard to disagreement. A label "
+    "by the SME who gave the item's resolution is not scored against it."
+)
+
+
+def _hlp_by_source(inp, item_idx, labeler_idx, label):
+    """Project HLP against gold and against SME resolutions, apart (annotation.intervals); None
+    when the input does not carry the two sources."""
+    if inp.gold is None or inp.resolution is None or inp.resolver is None:
+        return None
+    by = hlp_by_truth_source(item_idx, labeler_idx, label, inp.gold, inp.resolution, inp.resolver)
+    out = {"interval_method": by["interval_method"], "note": HLP_SOURCE_NOTE}
+    for source in ("gold", "resolution"):
+        out[source] = {name: values[0] for name, values in by[source].items()}
+        out[source]["items"] = int((~np.isnan(getattr(inp, source))).sum())
+    return out

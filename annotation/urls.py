@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from config.lockout import obtain_auth_token
 
@@ -66,4 +66,6 @@ urlpatterns = [
         dsx.DatasetExportDownload.as_view(),
         name="dataset-export-download",
     ),
+    # Tags (annotation/api/tags.py)
+    path("projects/<int:project_id>/", include("annotation.api.tags")),
 ]

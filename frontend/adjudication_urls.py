@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import adjudication_views as views
+from . import tag_views
 
 app_name = "adjudication"
 
@@ -13,4 +14,5 @@ urlpatterns = [
     path("projects/<slug:slug>/guidelines/preview/", views.guideline_preview, name="guideline-preview"),
     path("projects/<slug:slug>/classes/", views.classes_page, name="classes"),
     path("projects/<slug:slug>/classes/action/", views.class_action, name="class-action"),
+    path("projects/<slug:slug>/tags/tag-matching/", tag_views.tag_matching, name="tag-matching"),
 ]

@@ -24,11 +24,20 @@ from annotation.access import STAFF_ROLES, require_role, role_in
 from annotation.errors import DomainError, NotFound
 from annotation.models import ClassOperation, LabelClass, Project
 from annotation.services import adjudication, guidelines
+from annotation.services import tags as tag_service
 from annotation.services.quality import build_report, latest_report
 from training.models import ModelVersion
 from training.services import out_of_sample
 
-ACTION_KEYS = {"a": "ambiguous", "b": "send back", "n": "note", "j": "next", "k": "previous", "z": "undo"}
+ACTION_KEYS = {
+    "a": "ambiguous",
+    "b": "send back",
+    "n": "note",
+    "j": "next",
+    "k": "previous",
+    "z": "undo",
+    "t": "tag",  # opens the tag box (static/frontend/tagging.js)
+}
 
 
 def _staff_project(user, slug):
@@ -81,10 +90,14 @@ def queue(request, slug):
     else:
         result = adjudication.disagreement_queue(project, limit=PAGE_SIZE)
     query = _query(filters)
+    row_tags = tag_service.tags_by_item([r.item_id for r in result.rows])
+    for row in result.rows:
+        row.tags = row_tags.get(row.item_id, [])
     return render(
         request,
         "frontend/adjudication/queue.html",
         {
+            "project_tags": tag_service.project_tags(project, request.user),
             "project": project,
             "rows": result.rows,
             "counts": [
@@ -155,8 +168,12 @@ def _item_context(request, project, item_id):
         context = adjudication.review_context(project, item_id)
     item = context["item"]
     query = urlencode(filters)
+    # Tag events join the decisions in the item's history, in time order.
+    history = sorted([*context["history"], *tag_service.tag_history(item)], key=lambda h: h["at"])
     return {
         **context,
+        "history": history,
+        "item_tags": [it.tag for it in item.item_tags.select_related("tag").order_by("tag__name", "tag_id")],
         "filters": filters,
         "filter_text": _describe(filters),
         "query": query,
@@ -189,7 +206,12 @@ def item_page(request, slug, item_id):
         "queueUrl": context["queue_url"],
         "keys": {c.key: c.name for c in classes if c.key},
         "undoSeconds": context["undo_seconds"],
+        "tags": [
+            {"id": t.pk, "name": t.name, "colour": t.colour} for t in tag_service.project_tags(project, request.user)
+        ],
         "urls": {
+            "itemTags": reverse("api:item-tags", args=[project.pk, 0]),
+            "itemTag": reverse("api:item-tag-detail", args=[project.pk, 0, 0]),
             "resolve": reverse("api:resolution-create", args=[project.pk]),
             "sendBack": reverse("api:send-back", args=[project.pk]),
             "note": reverse("api:guideline-note", args=[project.pk]),

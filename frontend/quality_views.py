@@ -9,8 +9,9 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 
 from annotation.access import STAFF_ROLES, require_role, role_in
-from annotation.models import Project, Role
+from annotation.models import Project, Role, Tag
 from annotation.services.quality import quality_for_display
+from annotation.tag_slices import is_tag_slice, tag_name
 
 from . import charts
 
@@ -118,4 +119,25 @@ def quality_dashboard(request, slug):
     }
     if report is not None and report.get("supported"):
         context.update(_dashboard(report))
+        context.update(_tags_and_sources(project, report, context["slices"]))
     return render(request, "frontend/quality.html", context)
+
+
+def _tags_and_sources(project, report, slices):
+    """Tag slices get their tag (name and colour, one query; a tag renamed or deleted since the
+    report keeps its stored name, without a colour); and HLP against gold and against SME
+    resolutions apart, with their interval bars (reports stored before it lack the block)."""
+    colours = dict(Tag.objects.filter(project=project).values_list("name", "colour"))
+    for key in slices:
+        if is_tag_slice(key["key"]):
+            name = tag_name(key["key"])
+            key["tag"] = {"name": name, "colour": colours.get(name, "#6b7280")}
+    by_source = report.get("hlp_by_source")
+    sources = []
+    if by_source:
+        for source, title in (("gold", "Against gold"), ("resolution", "Against SME resolutions")):
+            row = dict(by_source[source])
+            row.update(source=source, title=title)
+            row["bar"] = charts.interval_bar(row.get("accuracy"), row.get("ci_low"), row.get("ci_high"))
+            sources.append(row)
+    return {"tag_slices": [k for k in slices if "tag" in k], "hlp_sources": sources, "hlp_by_source": by_source}

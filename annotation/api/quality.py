@@ -101,6 +101,12 @@ class QualityReportSerializer(serializers.Serializer):
     counts = serializers.JSONField(help_text="annotations, items, labelers, classes, truth/gold/resolution items.")
     agreement = QualityAgreementSerializer()
     hlp = QualityHlpSerializer(help_text="Project human-level performance.")
+    hlp_by_source = serializers.JSONField(
+        allow_null=True,
+        help_text="HLP against gold and against SME resolutions apart (gold / resolution: correct, scored_labels, "
+        "scored_items, accuracy, ci_low, ci_high, design_effect; resolution adds own_labels_excluded), "
+        "interval_method, note.",
+    )
     labelers = QualityLabelerSerializer(many=True)
     classes = serializers.JSONField(
         help_text="Per class: given, specific_agreement, and grouped by reference class (truth, else majority "
@@ -111,7 +117,10 @@ class QualityReportSerializer(serializers.Serializer):
         help_text="Ambiguity-class and unsure shares, and confused_pairs with action (merge / borderline / "
         "clarify), reason and evidence."
     )
-    slices = serializers.JSONField(help_text="Per metadata key, its values with enough items and their figures.")
+    slices = serializers.JSONField(
+        help_text="Per metadata key, its values with enough items and their figures; every tag as the key "
+        "tag:<name> with the one value yes."
+    )
     disputed_items = serializers.JSONField(help_text="Highest label entropy first: item_id, external_id, counts.")
     guideline_versions = QualityVersionSerializer(many=True)
     consensus = serializers.JSONField(help_text="Majority vote and Dawid-Skene accuracy against gold.")

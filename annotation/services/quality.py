@@ -13,7 +13,8 @@
   a new one is current: same count) and a new SME resolution (new ground truth).
 
 Ground truth per item: its gold label, else its current SME resolution when that is not marked
-ambiguous and names exactly one class that is not an ambiguity class.
+ambiguous and names exactly one class that is not an ambiguity class (read in quality_truth.py,
+which also keeps the two apart: HLP is reported against each separately).
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ from .. import quality
 from ..models import (
     Annotation,
     AnnotationLabel,
-    GoldLabelClass,
     Guideline,
     Item,
     LabelClass,
     Project,
     QualityReport,
-    ResolutionLabel,
+    TagEvent,
     TaskType,
 )
+from ..tag_slices import tag_metadata, with_tags
+from .quality_truth import read_truth
 
 DEFAULTS = {
     # A request computes a missing report itself only below this many current annotations.
@@ -67,7 +69,6 @@ DEFAULTS = {
 CHUNK_ROWS = 50_000
 SCHEMA_VERSION = 1
 DUPLICATE_EXAMPLES = 20
-TRUTH_NONE, TRUTH_GOLD, TRUTH_RESOLUTION = 0, 1, 2
 
 
 def quality_settings() -> dict:
@@ -88,7 +89,9 @@ def fingerprint(project) -> dict:
     truth = Item.objects.filter(project=project).aggregate(
         last_resolution_id=Max("resolutions__pk"), last_gold_id=Max("gold__pk")
     )
-    return {**annotations, **truth}
+    # Tags are slices of the report: adding or removing one changes it.
+    tagged = TagEvent.objects.filter(tag__project=project).aggregate(last_tag_event_id=Max("pk"))
+    return {**annotations, **truth, **tagged}
 
 
 def is_fresh(report: QualityReport | None, current: dict) -> bool:
@@ -189,7 +192,8 @@ def _label_rows(project):
 
 
 def _slice_codes(metadata_rows, n_items):
-    """{key: (codes (N,), [values])} from each item's metadata dict; non-scalar values are skipped."""
+    """{key: (codes (N,), [values])} from each item's metadata dict (tags merged in as
+    "tag:<name>": "yes", see annotation.tag_slices); non-scalar values are skipped."""
     slices: dict[str, tuple[np.ndarray, dict]] = {}
     for i, metadata in enumerate(metadata_rows):
         if not isinstance(metadata, dict):
@@ -246,9 +250,9 @@ def load_quality_input(project) -> Loaded:
     n = items.size
 
     names, metadata = _item_names_and_metadata(project, items)
-    truth = np.full(n, np.nan)
-    source = np.zeros(n, dtype=np.int8)
-    truth_skipped = _fill_truth(project, items, index, kept, truth, source)
+    metadata = with_tags(items.tolist(), metadata, tag_metadata(project.pk))  # a tag is a slice
+    read = read_truth(project, items, index, kept, labelers)
+    truth, source = read.combined
 
     inp = quality.QualityInput(
         item_idx=item_idx[sel],
@@ -259,6 +263,9 @@ def load_quality_input(project) -> Loaded:
         version=version[sel],
         truth=truth,
         truth_source=source,
+        gold=read.gold,
+        resolution=read.resolution,
+        resolver=read.resolver,
         class_names=[name for _, name, _ in kept],
         ambiguity=np.array([amb for _, _, amb in kept], dtype=bool).reshape(k),
         labeler_names=_users(labelers.tolist()),
@@ -273,7 +280,7 @@ def load_quality_input(project) -> Loaded:
         item_db=item_db[sel],
         labeler_db=labeler_db[sel],
         several_labels=several,
-        truth_skipped=truth_skipped,
+        truth_skipped=read.gold_skipped,
         class_names_by_id=class_names_by_id,
     )
 
@@ -309,43 +316,6 @@ def _item_names_and_metadata(project, items):
         else:  # a driver that decodes JSON itself
             metadata[i] = raw
     return names, metadata
-
-
-def _fill_truth(project, items, index, kept, truth, source) -> int:
-    """Gold, else a usable current resolution, into truth/source (in place); returns the number of
-    gold labels skipped because they name several classes."""
-    ambiguous_class = {pk for pk, _, amb in kept if amb}
-
-    def by_item(rows):
-        found: dict[int, list[int]] = {}
-        for item_id, class_id in rows:
-            found.setdefault(item_id, []).append(class_id)
-        return found
-
-    gold = by_item(
-        GoldLabelClass.objects.filter(gold__item__project=project).values_list("gold__item_id", "label_class_id")
-    )
-    resolved = by_item(
-        ResolutionLabel.objects.filter(
-            resolution__item__project=project, resolution__is_current=True, resolution__is_ambiguous=False
-        ).values_list("resolution__item_id", "label_class_id")
-    )
-    skipped = 0
-    for mapping, kind in ((resolved, TRUTH_RESOLUTION), (gold, TRUTH_GOLD)):  # gold last: it wins
-        if not mapping or not items.size:
-            continue
-        item_ids = np.fromiter(mapping, dtype=np.int64, count=len(mapping))
-        at = np.searchsorted(items, item_ids)
-        labelled = (at < items.size) & (items[np.minimum(at, items.size - 1)] == item_ids)  # else nothing to score
-        for i, class_ids in zip(at[labelled].tolist(), itertools.compress(mapping.values(), labelled), strict=True):
-            if len(class_ids) != 1 or class_ids[0] not in index:
-                skipped += kind == TRUTH_GOLD
-                continue
-            if kind == TRUTH_RESOLUTION and class_ids[0] in ambiguous_class:
-                continue
-            truth[i] = index[class_ids[0]]
-            source[i] = kind
-    return skipped
 
 
 # --------------------------------------------------------------------------------------------
