@@ -324,3 +324,50 @@ def test_a_real_worker_runs_tag_and_slice_cycles_that_queue_only_their_items(api
             )
     assert results[0] == {i.pk for i in pool[:4]}
     assert results[1] == light  # the tag cycle's unlabelled entries gave way to the newer batch
+
+
+@pytest.mark.django_db
+def test_a_real_tflite_export_reports_parity_for_a_tag(project, settings):
+    """A small Keras CNN (TensorFlow, in this process) exported to float32: its parity block has the
+    tag as a slice with the tagged dev items, beside the metadata slices."""
+    from training import exports
+    from training.tasks import export_model
+
+    settings.CONCORD_TRAINING = {**settings.CONCORD_TRAINING, "CV_BELOW_LABELS": 10}
+    items = add_digit_items(project, 60)
+    dev = [i for i in items if i.split == "dev"]
+    tag(project, "glare", dev[:5] + items[:2])
+    version = ModelVersion.objects.create(
+        project=project,
+        trainer="keras_cnn",
+        hyperparameters=training.check_hyperparameters(
+            "keras_cnn", {"epochs": 2, "image_size": 16, "filters": 8, "batch_size": 8, "augment": 0.0}
+        ),
+        policy=training.check_policy(None),
+    )
+    assert training.run_training(version.pk) == "ready", ModelVersion.objects.get(pk=version.pk).error
+    version.refresh_from_db()
+    export = exports.start_export(version, "float32", queue_task=False)
+    assert export_model(export.pk) == "ready"
+    export.refresh_from_db()
+    slices = {s["slice"]: s for s in export.parity["slices"]}
+    assert slices["tag:glare=yes"]["n"] == 5
+    assert {name for name in slices if name.startswith("ink=")} and len(dev) == 12
+    glare = slices["tag:glare=yes"]
+    assert glare["delta"] == pytest.approx(glare["tflite_accuracy"] - glare["keras_accuracy"])
+
+
+@pytest.mark.django_db
+def test_tags_cost_one_query_however_many_items_carry_them(project, django_assert_num_queries):
+    from training.evaluation import _project_slice_shares
+
+    items = add_digit_items(project, 30, gold=False)
+    tag(project, "a", items[:5])
+    with django_assert_num_queries(2):  # the tags, then the items
+        few = _project_slice_shares(project, 50, tag_metadata(project.pk))
+    tag(project, "b", items[5:30])
+    tag(project, "c", items)
+    with django_assert_num_queries(2):
+        many = _project_slice_shares(project, 50, tag_metadata(project.pk))
+    assert few[("tag:a", "yes")] == pytest.approx(5 / 30)
+    assert many[("tag:b", "yes")] == pytest.approx(25 / 30) and many[("tag:c", "yes")] == pytest.approx(1.0)
