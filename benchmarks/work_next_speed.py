@@ -86,6 +86,14 @@ def main():
         "|---:|---:|---:|",
         *[f"| {p:,} | {a:,} | {s:.3f} |" for p, a, s in near],
     ]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    lines += [
+        "",
+        f"Load average at the end (1/5/15 min): {load} on {os.cpu_count()} cores shared with other work: the "
+        "seconds are upper bounds. The slices step is Python dicts (one per evaluated item), paid once per "
+        "evaluation; the table is NumPy. Nearest-to-a-tag is one (pool x tagged) distance matrix in blocks of "
+        "2,048 pool rows, run once per cycle in the scoring step, beside the model's predictions of the pool.",
+    ]
     text = "\n".join(lines)
     print(text)
     write_section(SECTION, f"{SECTION}\n\n{text}\n")
