@@ -268,14 +268,23 @@ def test_api_launch_with_a_restriction_and_its_400s(api_as, al_project, mle, sme
     assert response.data["restricted_to"] == "tag blurry"
     detail = api_as(sme).get(reverse("cycles_api:cycle-detail", args=[response.data["id"]])).data
     assert detail["pool_restriction"] == {"kind": "tag", "tag": "blurry"}
+    services.cancel(Cycle.objects.get(pk=response.data["id"]))
+    near = api_as(mle).post(
+        url, {"batch_size": 5, "pool_restriction": {"tag": "blurry", "nearest": True}}, format="json"
+    )
+    assert near.status_code == 202, near.data
+    assert near.data["pool_restriction"] == {"kind": "tag", "tag": "blurry", "nearest": 25}  # five per batch item
+    assert near.data["restricted_to"] == "the 25 unlabeled items nearest to tag blurry"
 
 
 @pytest.mark.django_db
-def test_the_page_button_launches_and_the_cycle_page_shows_the_restriction(client, al_project, mle, sme):
+def test_the_page_button_launches_and_the_cycle_page_shows_the_restriction(client, al_project, mle, sme, outsider):
     from active_learning.models import Cycle as C
 
     version = trained(al_project)
     url = reverse("training:model-work-next-launch", args=[al_project.slug, version.short_id])
+    client.force_login(outsider)
+    assert client.post(url, {"key": "ink", "value": "heavy"}).status_code == 404
     client.force_login(sme)
     assert client.post(url, {"key": "ink", "value": "heavy"}).status_code == 403
     client.force_login(mle)
