@@ -298,6 +298,8 @@ def test_the_page_button_launches_and_the_cycle_page_shows_the_restriction(clien
     )
     page = client.get(response.url).content.decode()
     assert 'data-testid="pool-restriction"' in page and "<b>ink=heavy</b>" in page
+    listing = client.get(reverse("cycles:cycle-list", args=[al_project.slug])).content.decode()
+    assert 'data-cell="restriction">only ink=heavy</span>' in listing
 
 
 @pytest.mark.celery
