@@ -18,7 +18,7 @@ from annotation.api.errors import api_error
 from annotation.models import Role
 from training.trainers import TRAINERS
 
-from . import sampling, services
+from . import restriction, sampling, services
 from .models import Cycle, CycleSelection
 
 
@@ -37,17 +37,23 @@ class CycleSerializer(serializers.ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     progress = serializers.SerializerMethodField(help_text="0..1 over the whole cycle, for a progress bar.")
     url = serializers.SerializerMethodField()
+    restricted_to = serializers.SerializerMethodField(
+        help_text='The pool restriction in words ("noise=car", "tag blurry"); "the whole pool" when none.'
+    )
 
     class Meta:
         model = Cycle
         fields = [
             "id", "url", "project", "number", "status", "stage", "progress", "error", "strategy", "weights",
             "batch_size", "trainer", "review_top_k", "model", "pool_size", "summary", "timings", "attempts",
-            "created_by", "created_at", "started_at", "finished_at",
+            "created_by", "created_at", "started_at", "finished_at", "pool_restriction", "restricted_to",
         ]  # fmt: skip
 
     def get_progress(self, cycle) -> float:
         return round(services.overall_progress(cycle), 4)
+
+    def get_restricted_to(self, cycle) -> str:
+        return restriction.describe(cycle.pool_restriction)
 
     def get_url(self, cycle) -> str:
         return self.context["request"].build_absolute_uri(reverse("cycles_api:cycle-detail", args=[cycle.pk]))
@@ -81,6 +87,13 @@ class LaunchSerializer(serializers.Serializer):
     )
     review_top_k = serializers.BooleanField(
         default=False, help_text="Also send the model's confidently wrong training items to the SME queue."
+    )
+    pool_restriction = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text='"Label more like this": score only a slice or a tag\'s unlabeled items. {"kind": "slice", "key": '
+        '"noise", "value": "car"}, {"kind": "tag", "tag": "blurry"}, or {"kind": "tag", "tag": "blurry", "nearest": '
+        "60} (true: five per batch item) for the unlabeled items nearest to the tagged ones in the model's embedding.",
     )
 
 
@@ -118,6 +131,7 @@ class ProjectCycles(generics.ListCreateAPIView):
                 weights=fields.get("weights") or None,
                 review_top_k=fields["review_top_k"],
                 user=request.user,
+                pool_restriction=fields.get("pool_restriction"),
             )
         except services.CycleError as exc:
             raise api_error(exc) from exc

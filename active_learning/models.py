@@ -51,6 +51,13 @@ class Cycle(models.Model):
     batch_size = models.PositiveIntegerField()
     trainer = models.CharField(max_length=40)
     random_state = models.PositiveIntegerField(default=0)
+    pool_restriction = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Only these unlabeled items are scored: {"kind": "slice", "key", "value"}, {"kind": "tag", "tag"} '
+        'or {"kind": "tag", "tag", "nearest": k} (the k nearest to the tagged items in the model\'s embedding). '
+        "See active_learning/restriction.py.",
+    )
     review_top_k = models.BooleanField(
         default=False, help_text="Also send the model's confidently wrong training items to the SME queue."
     )

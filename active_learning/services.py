@@ -52,6 +52,7 @@ from training.heartbeat import beating
 from training.models import ModelVersion, SnapshotLabel
 from training.trainers import atomic_write
 
+from . import restriction as R
 from . import sampling
 from .models import Cycle, CycleSelection
 
@@ -95,7 +96,7 @@ def cycle_settings() -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def check_request(project, *, strategy, batch_size, trainer, weights) -> dict:
+def check_request(project, *, strategy, batch_size, trainer, weights, pool_restriction=None) -> dict:
     """The cycle's checked settings, or CycleError naming the field. ``weights`` is the mix's
     ``"name:weight,..."`` text (see sampling.parse_weights); None or "" for the default."""
     config = cycle_settings()
@@ -116,16 +117,27 @@ def check_request(project, *, strategy, batch_size, trainer, weights) -> dict:
             raise CycleError(str(exc), "weights") from exc
     elif weights:
         raise CycleError("weights are for the mix strategy only", "weights")
-    return {"strategy": strategy, "batch_size": batch_size, "trainer": trainer, "weights": [list(p) for p in pairs]}
+    try:  # "label more like this": the pool cut to a slice or a tag (restriction.py)
+        gold = GoldLabel.objects.filter(item=OuterRef("pk"))
+        unlabeled = _unlabeled(project).filter(split=Split.TRAIN).exclude(Exists(gold))
+        restricted = R.check(project, pool_restriction, batch_size=batch_size, unlabeled=unlabeled)
+    except R.RestrictionError as exc:
+        raise CycleError(exc.message, exc.field) from exc
+    return {"strategy": strategy, "batch_size": batch_size, "trainer": trainer, "weights": [list(p) for p in pairs],
+            "pool_restriction": restricted}  # fmt: skip
 
 
 def launch(
-    project, *, strategy, batch_size, trainer=None, weights=None, review_top_k=False, user=None, enqueue=True
-) -> Cycle:
+    project, *, strategy, batch_size, trainer=None, weights=None, review_top_k=False, user=None, enqueue=True,
+    pool_restriction=None,
+) -> Cycle:  # fmt: skip
     """Create the project's next cycle and queue its chain on commit (unless ``enqueue`` is false:
     ``run_cycle --sync`` runs the steps itself). Raises CycleConflict when a cycle of the project
     is still queued or running (after failing any whose worker went silent)."""
-    fields = check_request(project, strategy=strategy, batch_size=batch_size, trainer=trainer, weights=weights)
+    fields = check_request(
+        project, strategy=strategy, batch_size=batch_size, trainer=trainer, weights=weights,
+        pool_restriction=pool_restriction,
+    )  # fmt: skip
     fail_stale_cycles(project)
     try:
         with transaction.atomic():
@@ -356,12 +368,13 @@ def _unlabeled(project):
     return Item.objects.filter(project=project, queue_done=False).exclude(Exists(current)).exclude(Exists(held))
 
 
-def pool_items(project, version: ModelVersion):
-    """Ids of the unlabeled pool (see the module docstring), in id order."""
+def pool_items(project, version: ModelVersion, restriction=None):
+    """Ids of the unlabeled pool (see the module docstring), in id order, cut to the cycle's
+    slice or tag when it has one (restriction.py)."""
     gold = GoldLabel.objects.filter(item=OuterRef("pk"))
     snapshot = SnapshotLabel.objects.filter(item=OuterRef("pk"), snapshot_id=version.snapshot_id)
     return (
-        _unlabeled(project)
+        R.filter_items(_unlabeled(project), project, restriction)
         .filter(split=Split.TRAIN)
         .exclude(Exists(gold))
         .exclude(Exists(snapshot))
@@ -406,7 +419,8 @@ def score_step(cycle_id: int) -> str | None:
         project = cycle.project
         model = training.load_model(version)
         seed = cycle.random_state
-        pool = np.array(list(pool_items(project, version).iterator(chunk_size=10_000)), dtype=np.int64)
+        pool = np.array(list(pool_items(project, version, cycle.pool_restriction).iterator(10_000)), dtype=np.int64)
+        anchors = R.anchor_ids(project, cycle.pool_restriction)  # "nearest to a tag": the tagged items
 
         # The labeled side: the model's out-of-sample predictions (what the error model learns
         # from) and a seeded sample of every labeled item (the centers diversity keeps away from).
@@ -422,10 +436,15 @@ def score_step(cycle_id: int) -> str | None:
         # One pass over the images: each labeled item once (the out-of-sample rows are labeled
         # items too), then the pool.
         labeled_ids = np.union1d(oos_ids, centers)
-        proba, features = _predict(model, np.concatenate([labeled_ids, pool]), project.data_kind, seed, step)
+        everything = np.concatenate([labeled_ids, pool, anchors])
+        proba, features = _predict(model, everything, project.data_kind, seed, step)
         oos_features = features[np.searchsorted(labeled_ids, oos_ids)]
         center_features = features[np.searchsorted(labeled_ids, centers)]
-        pool_proba, pool_features = proba[len(labeled_ids) :], features[len(labeled_ids) :]
+        in_pool = slice(len(labeled_ids), len(labeled_ids) + len(pool))
+        pool_proba, pool_features = proba[in_pool], features[in_pool]
+        if anchors.size:  # "nearest to a tag": only the k pool items closest to the tagged ones stay
+            keep = R.nearest_rows(pool_features, features[in_pool.stop :], cycle.pool_restriction["nearest"])
+            pool, pool_proba, pool_features = pool[keep], pool_proba[keep], pool_features[keep]
         path = scores_path(cycle)
         arrays = {
             "pool_ids": pool, "pool_proba": pool_proba, "pool_features": pool_features, "labeled_ids": oos_ids,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import training_views
+from . import training_views, work_next_views
 
 app_name = "training"
 
@@ -14,6 +14,11 @@ urlpatterns = [
     path("projects/<slug:slug>/models/<slug:model_id>/rollback/", training_views.model_rollback, name="model-rollback"),
     path("projects/<slug:slug>/models/<slug:model_id>/review/", training_views.model_review, name="model-review"),
     path("projects/<slug:slug>/models/<slug:model_id>/export/", training_views.model_export, name="model-export"),
+    path(
+        "projects/<slug:slug>/models/<slug:model_id>/work-next/",
+        work_next_views.work_next_launch,
+        name="model-work-next-launch",
+    ),
     path(
         "projects/<slug:slug>/models/<slug:model_id>/exports/<int:export_id>/override/",
         training_views.export_override,

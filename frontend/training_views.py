@@ -22,6 +22,7 @@ from training.trainers import TRAINERS
 
 from . import charts
 from .staff import page_context, staff_project
+from .work_next_views import work_next_context
 
 MODEL_ROWS = 100
 PROMOTION_ROWS = 10
@@ -286,6 +287,7 @@ def model_detail(request, slug, model_id):
             ],
             baselines=metrics.get("baselines") or {},
         )
+        context.update(work_next_context(request, project, version, metrics))  # "where to work next"
     if version.snapshot is not None:
         context["split_totals"] = [(split, sum(c.values())) for split, c in (version.snapshot.counts or {}).items()]
     context["status_url"] = reverse("training:model-status", args=[project.slug])
@@ -300,7 +302,7 @@ def model_detail(request, slug, model_id):
     context["exportable"] = (
         version.status == ModelVersion.Status.READY and version.trainer in exports.EXPORTABLE_TRAINERS
     )
-    return render(request, "frontend/training/model_detail.html", context)
+    return render(request, "frontend/training/model_detail.html", context, status=context.get("status", 200))
 
 
 def _action(request, slug, model_id, action):

@@ -20,6 +20,7 @@ from annotation.models import Role
 from annotation.text_rules import MAX_INT32
 
 from . import exports, services
+from . import worknext as W
 from .models import ModelExport, ModelVersion, Promotion
 from .trainers import TRAINERS
 
@@ -341,3 +342,74 @@ def download_response(export):
     response["Content-Type"] = "application/zip"
     response["X-Checksum-SHA256"] = export.sha256
     return response
+
+
+# --------------------------------------------------------------------------------------------
+# Where to work next (training/worknext.py)
+# --------------------------------------------------------------------------------------------
+
+
+class WorkNextRowSerializer(serializers.Serializer):
+    slice = serializers.CharField(help_text='"key=value" for a metadata slice, "tag <name>" for a tag.')
+    kind = serializers.CharField(help_text="metadata or tag")
+    key = serializers.CharField(help_text='The slice key ("tag:<name>" for a tag).')
+    value = serializers.CharField()
+    tag = serializers.CharField(allow_null=True)
+    n = serializers.IntegerField(help_text="Evaluated items in the slice.")
+    errors = serializers.IntegerField(help_text="Of them, wrongly predicted.")
+    share = serializers.FloatField(allow_null=True, help_text="Share of all the project's items.")
+    error_share = serializers.FloatField(allow_null=True, help_text="Share of the model's errors on evaluated items.")
+    accuracy = serializers.FloatField(allow_null=True)
+    acc_low = serializers.FloatField(allow_null=True, help_text="95% Wilson interval of the accuracy.")
+    acc_high = serializers.FloatField(allow_null=True)
+    hlp = serializers.FloatField(allow_null=True)
+    hlp_low = serializers.FloatField(allow_null=True, help_text="The quality report's (cluster-aware) interval.")
+    hlp_high = serializers.FloatField(allow_null=True)
+    hlp_basis = serializers.CharField(
+        allow_null=True, help_text="slice, or project when the slice has no HLP of its own."
+    )
+    gap = serializers.FloatField(allow_null=True, help_text="HLP - accuracy.")
+    priority = serializers.FloatField(allow_null=True, help_text="gap x share.")
+
+
+class WorkNextSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    rule = serializers.CharField()
+    sort = serializers.CharField()
+    order = serializers.CharField()
+    evaluated = serializers.IntegerField(allow_null=True)
+    errors = serializers.IntegerField(allow_null=True)
+    rows = WorkNextRowSerializer(many=True)
+
+
+class WorkNextQuerySerializer(serializers.Serializer):
+    sort = serializers.ChoiceField(choices=list(W.SORT_COLUMNS), default="priority")
+    order = serializers.ChoiceField(choices=["asc", "desc"], required=False, help_text="Default: the column's own.")
+
+
+class ModelWorkNext(APIView):
+    @extend_schema(
+        summary='The "where to work next" table of a model',
+        description="One row per slice value and per tag, computed when the model was evaluated: share of the "
+        "data, share of the model's errors, accuracy and HLP with intervals, gap and priority (gap x share).",
+        parameters=[WorkNextQuerySerializer],
+        responses=WorkNextSerializer,
+    )
+    def get(self, request, model_id):
+        version = _version_for(request.user, model_id)
+        query = WorkNextQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        table = (version.metrics or {}).get("work_next") or {}
+        sort, order = query.validated_data["sort"], query.validated_data.get("order")
+        descending = None if order is None else order == "desc"
+        rows = W.sort_rows(table.get("rows") or [], sort, descending)
+        body = {
+            "model": version.short_id,
+            "rule": table.get("rule") or W.RULE,
+            "sort": sort,
+            "order": order or ("desc" if W.SORT_COLUMNS[sort] else "asc"),
+            "evaluated": table.get("evaluated"),
+            "errors": table.get("errors"),
+            "rows": rows,
+        }
+        return Response(WorkNextSerializer(body).data)

@@ -9,8 +9,10 @@ import logging
 import numpy as np
 
 from annotation.models import Item, QualityReport
+from annotation.tag_slices import is_tag_slice, tag_metadata, tag_name, with_tags
 
 from . import metrics as M
+from . import worknext as W
 from .artifacts import load_model
 from .errors import readable_error
 from .models import ModelVersion
@@ -41,10 +43,11 @@ def _slice_codes(metadata: list, max_values: int) -> dict[str, tuple[np.ndarray,
     return out
 
 
-def _project_slice_shares(project, max_values):
-    """{(key, value): share of the project's items}."""
-    metadata = list(Item.objects.filter(project=project).values_list("metadata", flat=True).iterator(chunk_size=5000))
-    metadata = [m if isinstance(m, dict) else {} for m in metadata]
+def _project_slice_shares(project, max_values, tags=None):
+    """{(key, value): share of the project's items}; ``tags`` (annotation.tag_slices.tag_metadata)
+    make each tag the slice ("tag:<name>", "yes")."""
+    rows = list(Item.objects.filter(project=project).values_list("pk", "metadata").iterator(chunk_size=5000))
+    metadata = with_tags([pk for pk, _ in rows], [m for _, m in rows], tags or {})
     n = max(len(metadata), 1)
     shares = {}
     for key, (codes, values) in _slice_codes(metadata, max_values).items():
@@ -81,6 +84,62 @@ def _hlp_by_slice(report_data) -> tuple[dict, dict]:
                 by_slice[(key["key"], str(row["value"]))] = (row["pairwise_agreement"], "pairwise_agreement", 0)
     hlp = report_data.get("hlp") or {}
     return by_slice, {k: hlp.get(k) for k in ("basis", "value", "ci_low", "ci_high", "label", "scored_items")}
+
+
+def _hlp_intervals(report_data) -> dict:
+    """{(key, value): (hlp, ci_low, ci_high)} of the report's slice rows scored against ground
+    truth (their intervals are cluster-aware: several labels of one item)."""
+    out = {}
+    if not report_data or not report_data.get("supported", True):
+        return out
+    for key in report_data.get("slices") or []:
+        for row in key.get("values") or []:
+            if row.get("scored") and row.get("accuracy") is not None:
+                out[(key["key"], str(row["value"]))] = (row["accuracy"], row.get("ci_low"), row.get("ci_high"))
+    return out
+
+
+def _work_next(y_eval, pred, slice_codes, shares, report_data, hlp_project) -> dict:
+    """The "where to work next" table (training/worknext.py) over the evaluated items, one row per
+    slice value and per tag. A slice the report has no scored row for (fewer labelled items than
+    the report's minimum, or no ground truth) is measured against the project's HLP, marked
+    ``hlp_basis: "project"``."""
+    by_slice = _hlp_intervals(report_data)
+    project_hlp = (hlp_project or {}).get("value") if (hlp_project or {}).get("basis") == "ground_truth" else None
+    names, members, share, hlp, low, high, basis = [], [], [], [], [], [], []
+    for key, (codes, values) in slice_codes.items():
+        for j, value in enumerate(values):
+            names.append((key, value))
+            members.append(codes == j)
+            share.append(shares.get((key, value), 0.0))
+            found = by_slice.get((key, value))
+            if found is None and project_hlp is not None:
+                found, where = (project_hlp, hlp_project.get("ci_low"), hlp_project.get("ci_high")), "project"
+            else:
+                where = "slice" if found is not None else None
+            h, lo, hi = found or (None, None, None)
+            hlp.append(np.nan if h is None else h)
+            low.append(np.nan if lo is None else lo)
+            high.append(np.nan if hi is None else hi)
+            basis.append(where)
+    member = np.array(members, dtype=bool).reshape(len(names), len(y_eval))
+    t = W.work_next(y_eval, pred, member, share, hlp, low, high)
+    rows = []
+    for i in t["order"].tolist():
+        key, value = names[i]
+        tagged = is_tag_slice(key)
+        row = {col: t[col][i].item() for col in t if col != "order"}
+        row.update(
+            slice=f"tag {tag_name(key)}" if tagged else f"{key}={value}",
+            key=key,
+            value=value,
+            kind="tag" if tagged else "metadata",
+            tag=tag_name(key) if tagged else None,
+            hlp_basis=basis[i],
+        )
+        rows.append(row)
+    return {"rows": rows, "rule": W.RULE, "errors": int((np.asarray(y_eval) != np.asarray(pred)).sum()),
+            "evaluated": len(y_eval), "share_of": "the project's items"}  # fmt: skip
 
 
 def _previous_model(version):
@@ -171,20 +230,28 @@ def evaluate_model(version, project, data, model, names, eval_rows, eval_proba, 
     }
 
     # Per slice, and the gap to HLP.
+    # Per slice (metadata values and tags alike: one extra query reads every tag of the project),
+    # with calibration by slice, and the gap to HLP.
     slices = []
     max_values = int(config["MAX_SLICE_VALUES"])
-    eval_meta = [data.metadata[i] for i in eval_rows.tolist()]
-    for key, (codes, values) in _slice_codes(eval_meta, max_values).items():
+    tags = tag_metadata(project.pk)
+    eval_meta = with_tags(data.item_ids[eval_rows], [data.metadata[i] for i in eval_rows.tolist()], tags)
+    slice_codes = _slice_codes(eval_meta, max_values)
+    for key, (codes, values) in slice_codes.items():
         count, acc = M.per_slice_accuracy(y_eval, pred, codes, len(values))
+        ece = M.per_slice_ece(y_eval, eval_proba, codes, len(values), int(config["CALIBRATION_BINS"]))
         slices.append(
             {
                 "key": key,
-                "values": [{"value": v, "n": int(count[j]), "accuracy": float(acc[j])} for j, v in enumerate(values)],
+                "values": [
+                    {"value": v, "n": int(count[j]), "accuracy": float(acc[j]), "ece": float(ece[j])}
+                    for j, v in enumerate(values)
+                ],
             }
         )
     quality = _quality_report(project)
     hlp_slices, hlp_project = _hlp_by_slice(quality.data if quality is not None else None)
-    shares = _project_slice_shares(project, max_values)
+    shares = _project_slice_shares(project, max_values, tags)
     gap_names, gap_acc, gap_hlp, gap_share, gap_meta = [], [], [], [], []
     for block in slices:
         for row in block["values"]:
@@ -208,6 +275,7 @@ def evaluate_model(version, project, data, model, names, eval_rows, eval_proba, 
         ),
         "share_of": "the project's items",
     }
+    work_next = _work_next(y_eval, pred, slice_codes, shares, quality.data if quality else None, hlp_project)
 
     # Top-k lists: the training data and the evaluation items. Under cross-validation the
     # training rows are the evaluated rows, and their out-of-fold predictions find the label
@@ -234,6 +302,7 @@ def evaluate_model(version, project, data, model, names, eval_rows, eval_proba, 
         "baselines": baselines,
         "slices": slices,
         "gap_to_hlp": gap,
+        "work_next": work_next,
         "top_k": top_k,
         "train": train_block,
         "test": test_block,

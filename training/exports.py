@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from annotation.access import acting_user
 from annotation.models import LabelClass
+from annotation.tag_slices import tag_metadata, with_tags
 from config import queueing
 
 from .artifacts import artifact_root, load_model, stored_file
@@ -179,7 +180,10 @@ def _export(export: ModelExport, token: str):
     keras_pred = model.predict_proba(X_eval).argmax(axis=1)
     scores, latency_ms = X.run_tflite(model_bytes, X_eval, n_threads=int(training_settings()["TF_THREADS"]) or None)
     tflite_pred = scores.argmax(axis=1)
-    figures = X.parity(y_eval, keras_pred, tflite_pred, [data.metadata[i] for i in eval_rows.tolist()])
+    # Parity by slice: metadata values and tags alike (one query reads the project's tags).
+    eval_meta = with_tags(data.item_ids[eval_rows], [data.metadata[i] for i in eval_rows.tolist()],
+                          tag_metadata(version.project_id))  # fmt: skip
+    figures = X.parity(y_eval, keras_pred, tflite_pred, eval_meta)
     figures.update(
         split=eval_split,
         size_bytes=len(model_bytes),

@@ -26,6 +26,7 @@ __all__ = [
     "most_uncertain",
     "per_class_prf",
     "per_slice_accuracy",
+    "per_slice_ece",
     "reliability_bins",
     "roc_auc_ovr",
 ]
@@ -163,6 +164,22 @@ def per_slice_accuracy(y, pred, codes, n_values: int) -> tuple[np.ndarray, np.nd
     count = np.bincount(codes[has], minlength=n_values)
     right = np.bincount(codes[has], weights=correct[has], minlength=n_values)
     return count, _ratio(right, count)
+
+
+def per_slice_ece(y, proba, codes, n_values: int, n_bins: int = 10) -> np.ndarray:
+    """Calibration by slice: the expected calibration error of the items of each slice value,
+    float (V,) (NaN where the slice has no item); same binning as :func:`reliability_bins`.
+
+    ``codes`` : int (N,), the slice value index 0..V-1 of each item, -1 for none. A tag is a
+    slice with one value, so a per-tag ECE is a one-value call."""
+    y, proba, _ = _check(y, proba)
+    codes = np.asarray(codes, dtype=np.int64).reshape(-1)
+    out = np.full(n_values, np.nan)
+    for v in range(n_values):
+        rows = np.flatnonzero(codes == v)
+        if rows.size:
+            out[v] = expected_calibration_error(reliability_bins(y[rows], proba[rows], n_bins))
+    return out
 
 
 def gap_to_hlp(names, model_accuracy, hlp, share) -> list[dict]:

@@ -132,7 +132,9 @@ def run_tflite(model_bytes: bytes, X: np.ndarray, n_threads: int | None = None) 
 
 
 def _slices(metadata: list) -> dict[str, np.ndarray]:
-    """'key=value' -> row indices, for metadata keys with at most MAX_SLICE_VALUES values."""
+    """'key=value' -> row indices, for metadata keys with at most MAX_SLICE_VALUES values. Tags
+    come in the metadata as "tag:<name>": "yes" (annotation.tag_slices.with_tags), so each tag is
+    the slice "tag:<name>=yes"."""
     values: dict[str, dict[str, list[int]]] = {}
     for i, meta in enumerate(metadata):
         for key, value in (meta or {}).items():

@@ -13,6 +13,7 @@ urlpatterns = [
     path("models/<slug:model_id>/promote/", api.ModelPromote.as_view(), name="model-promote"),
     path("models/<slug:model_id>/rollback/", api.ModelRollback.as_view(), name="model-rollback"),
     path("models/<slug:model_id>/exports/", api.ModelExports.as_view(), name="model-exports"),
+    path("models/<slug:model_id>/work-next/", api.ModelWorkNext.as_view(), name="model-work-next"),
     path("exports/<int:export_id>/", api.ExportDetail.as_view(), name="export-detail"),
     path("exports/<int:export_id>/override/", api.ExportOverride.as_view(), name="export-override"),
     path("exports/<int:export_id>/download/", api.ExportDownload.as_view(), name="export-download"),
