@@ -30,7 +30,9 @@ from ..models import (
     ReviewRequest,
     TaskType,
 )
+from ..models.tags import TAG_SLICE_VALUE, ItemTag, Tag
 from ..quality import label_entropy
+from ..tag_slices import is_tag_slice, tag_name
 from .labeling import NotFound
 
 REASONS = ("disagreement", "unsure", "ambiguity", "gold_wrong", "review")
@@ -131,13 +133,23 @@ def _parse_pair(project, pair):
     raise DomainError("give two class names, e.g. 3,8 or 3-8 or 3 vs 8", "pair")
 
 
-def _parse_slice(slice_):
+def _parse_slice(project, slice_):
+    """(key, value, tagged item ids or None): a tag's slice ("tag:blurry=yes") is matched by the
+    item's tags, which are not in its metadata."""
     if not slice_:
         return None
     key, sep, value = str(slice_).partition("=")
     if not sep or not key.strip():
-        raise DomainError("give a slice as key=value, e.g. noise=car", "slice")
-    return key.strip(), value.strip()
+        raise DomainError("give a slice as key=value, e.g. noise=car or tag:blurry=yes", "slice")
+    key, value = key.strip(), value.strip()
+    if not is_tag_slice(key):
+        return key, value, None
+    tag = Tag.objects.filter(project=project, name__iexact=tag_name(key)).first()
+    if tag is None:
+        raise DomainError(f"{tag_name(key)!r} is not a tag of this project", "slice")
+    if value.lower() != TAG_SLICE_VALUE:
+        raise DomainError(f"a tag's slice is {key}={TAG_SLICE_VALUE}", "slice")
+    return key, value, set(ItemTag.objects.filter(tag=tag).values_list("item_id", flat=True))
 
 
 def _parse_cursor(value, field_name):
@@ -283,8 +295,11 @@ def _select(rows, *, reason=None, pair=None, slice=None):
         if not row.reasons:
             continue
         if slice is not None:
-            key, value = slice
-            if key not in row.metadata or str(row.metadata[key]) != value:
+            key, value, tagged = slice
+            if tagged is not None:
+                if row.item_id not in tagged:
+                    continue
+            elif key not in row.metadata or str(row.metadata[key]) != value:
                 continue
         if pair is not None and not pair <= set(row.class_counts):
             continue
@@ -300,7 +315,7 @@ def _select(rows, *, reason=None, pair=None, slice=None):
 def _check_filters(project, reason, pair, slice):
     if reason and reason not in REASONS:
         raise DomainError(f"reason must be one of {', '.join(REASONS)}", "reason")
-    return {"reason": reason or None, "pair": _parse_pair(project, pair), "slice": _parse_slice(slice)}
+    return {"reason": reason or None, "pair": _parse_pair(project, pair), "slice": _parse_slice(project, slice)}
 
 
 def disagreement_queue(project, *, reason=None, pair=None, slice=None, after=None, before=None, limit=None):

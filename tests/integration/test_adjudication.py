@@ -125,6 +125,21 @@ def test_queue_reasons_counts_sort_and_filters(project, board):
         assert err.value.field == field
 
 
+def test_the_queue_filters_by_a_tag_as_by_a_slice(project, board, sme):
+    from annotation.models import ItemTag, Tag
+
+    blurry = Tag.objects.create(project=project, name="Blurry")
+    for name in ("unsure", "review", "incomplete"):  # "incomplete" is tagged but not in the queue
+        ItemTag.objects.create(tag=blurry, item=board[name], added_by=sme)
+    rows = adjudication.disagreement_queue(project, slice="tag:blurry=yes").rows
+    assert {r.external_id for r in rows} == {"unsure", "review"}
+    assert adjudication.disagreement_queue(project, slice="tag:blurry=yes").counts["unsure"] == 1
+    for slice_, message in (("tag:dark=yes", "'dark' is not a tag"), ("tag:blurry=no", "tag:blurry=yes")):
+        with pytest.raises(DomainError) as err:
+            adjudication.disagreement_queue(project, slice=slice_)
+        assert err.value.field == "slice" and message in err.value.message
+
+
 # ---- Resolutions ---------------------------------------------------------------------------------------
 
 
