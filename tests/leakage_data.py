@@ -34,10 +34,18 @@ def tiles() -> list:
     return out
 
 
-def jpeg(image, quality) -> Image.Image:
+def encode(image, name, quality=95) -> bytes:
+    """The file an item is imported from: PNG for a .png name, else JPEG of ``quality``."""
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    if name.endswith(".png"):
+        image.save(buffer, format="PNG")
+    else:
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data)).convert("RGB")
 
 
 def crop(image, fraction) -> Image.Image:
@@ -46,29 +54,34 @@ def crop(image, fraction) -> Image.Image:
     return image.crop((c, c, width - c, height - c))
 
 
-# Each planted copy: (name, transform). The original is stored as a JPEG of quality 95.
+# Each planted copy of an original (a JPEG of quality 95): (name suffix, transform, JPEG quality).
 COPIES = (
-    ("jpeg70", lambda im: jpeg(im, 70)),
-    ("half", lambda im: im.resize((im.size[0] // 2, im.size[1] // 2), Image.Resampling.BILINEAR)),
-    ("x1.5", lambda im: im.resize((im.size[0] * 3 // 2, im.size[1] * 3 // 2), Image.Resampling.BICUBIC)),
-    ("crop2", lambda im: crop(im, 0.02)),
+    ("jpeg70.jpg", lambda im: im, 70),  # re-encoded at another quality
+    ("half.png", lambda im: im.resize((im.size[0] // 2, im.size[1] // 2), Image.Resampling.BILINEAR), None),
+    ("x1.5.jpg", lambda im: im.resize((im.size[0] * 3 // 2, im.size[1] * 3 // 2), Image.Resampling.BICUBIC), 95),
+    ("crop2.jpg", lambda im: crop(im, 0.02), 95),  # 2 pixels off each side of 106
 )
 
 
 @dataclass
 class Case:
     names: list  # external ids
-    images: list | None  # PIL images (image case)
+    files: list | None  # encoded image files (image case)
+    images: list | None  # the files decoded
     texts: list | None  # str (text case)
     splits: list
     groups: list  # sets of names: an original and its copies
+    originals: list  # the name of each group's original
 
-    def pairs(self, cross: bool) -> set:
-        """Planted pairs (a < b) across splits (``cross``) or inside one split."""
-        split = dict(zip(self.names, self.splits, strict=True))
-        return {
-            (a, b) for group in self.groups for a in group for b in group if a < b and (split[a] != split[b]) == cross
-        }
+    def planted(self) -> set:
+        """Every (original, copy) pair, as sorted name pairs: each must be found. (Two copies of
+        one original are near duplicates of each other too, and usually found; they are in one
+        group either way.)"""
+        return {tuple(sorted((o, c))) for o, g in zip(self.originals, self.groups, strict=True) for c in g if c != o}
+
+    def group_pairs(self) -> set:
+        """Every pair inside a group: the most that may be found."""
+        return {(a, b) for g in self.groups for a in g for b in g if a < b}
 
 
 def image_case(n_originals: int = 8) -> Case:
@@ -77,25 +90,33 @@ def image_case(n_originals: int = 8) -> Case:
     all_tiles = tiles()
     textured = [i for i, t in enumerate(all_tiles) if np.asarray(t.convert("L")).std() >= MIN_TEXTURE_STD]
     originals = textured[:n_originals]
-    names, images, splits, groups = [], [], [], []
-    for k, i in enumerate(range(len(all_tiles))):
-        base = jpeg(all_tiles[i], 95)
-        name = f"tile-{i:02d}.jpg"
-        split = SPLITS[k % 3]
+    names, files, splits, groups = [], [], [], []
+    for k, tile in enumerate(all_tiles):
+        name = f"tile-{k:02d}.jpg"
+        data = encode(tile, name)
         names.append(name)
-        images.append(base)
-        splits.append(split)
-        if i not in originals:
+        files.append(data)
+        splits.append(SPLITS[k % 3])
+        if k not in originals:
             continue
+        base = decode(data)
         group = [name]
-        for c, (label, transform) in enumerate(COPIES):
-            copy_name = f"tile-{i:02d}-{label}.jpg" if label != "half" else f"tile-{i:02d}-{label}.png"
+        for c, (suffix, transform, quality) in enumerate(COPIES):
+            copy_name = f"tile-{k:02d}-{suffix}"
             names.append(copy_name)
-            images.append(transform(base))
+            files.append(encode(transform(base), copy_name, quality))
             splits.append(SPLITS[(k + 1 + c % 2) % 3])  # never the original's split
             group.append(copy_name)
         groups.append(set(group))
-    return Case(names=names, images=images, texts=None, splits=splits, groups=groups)
+    return Case(
+        names=names,
+        files=files,
+        images=[decode(f) for f in files],
+        texts=None,
+        splits=splits,
+        groups=groups,
+        originals=[min(g, key=len) for g in groups],
+    )
 
 
 SENTENCES = (
@@ -155,4 +176,12 @@ def text_case() -> Case:
             splits.append(SPLITS[(k + 1 + c) % 3])
             group.append(f"{name}-{label}")
         groups.append(set(group))
-    return Case(names=names, images=None, texts=texts, splits=splits, groups=groups)
+    return Case(
+        names=names,
+        files=None,
+        images=None,
+        texts=texts,
+        splits=splits,
+        groups=groups,
+        originals=[f"s{k:02d}" for k in range(8)],
+    )
