@@ -8,19 +8,27 @@ see the answer, and inflates every dev figure, the gap to HLP included. Three de
   differ: another encoder, other metadata), or identical normalised text.
 - **images**: the difference hash (``imagehash.dhash``, ``DHASH_SIZE`` = 8, so 64 bits) of each
   image; two images are near duplicates when their hashes differ in at most ``IMAGE_MAX_DISTANCE``
-  bits. Pairs are found without comparing all N² of them by the pigeonhole principle: split the 64
-  bits into t + 1 bands; two hashes within Hamming distance t differ in at most t bands, so they
-  agree exactly on at least one. Items are sorted by each band's value, only items in one run of
-  equal values are compared (the candidates), and each candidate is verified by its full distance.
-  On hashes spread like real photos' the runs stay short and the work near-linear in N.
+  (t) bits. Pairs are found without comparing all N² of them by the pigeonhole principle. Split
+  into t + 1 bands, two hashes within t bits agree exactly on one band; but at t = 10 that leaves
+  bands of 6 bits, whose buckets hold N/64 items each, and the candidates grow as N² / 128 (860
+  million at 100,000 items). So the 64 bits are split into ``BANDS`` = 4 bands of 16 bits instead:
+  two hashes within t bits differ in at most floor(t / 4) bits in one band (were every band off by
+  more, the total would exceed t), so each item looks up, in each band's table, the 1 + 16 + 120
+  keys within 2 bits of its own (t = 10), and each candidate is verified by its full distance.
+  On uniform hashes that is about 137 x 4 x N²/65536 candidates (84 million at 100,000 items,
+  verified in NumPy in seconds; benchmarks/leakage_check.py), and ``max_distance`` < 4 is the
+  exact-band case (t + 1 bands' guarantee with fewer, wider bands).
 - **texts**: normalised text (Unicode NFKC, case folded, punctuation dropped, whitespace collapsed)
-  cut into character shingles of ``SHINGLE_CHARS``; a ``datasketch.MinHash`` of each and a
-  ``MinHashLSH`` index of ``LSH_BANDS`` bands of ``LSH_ROWS`` rows give candidates, then every
-  candidate is verified by the exact Jaccard similarity of the shingle sets, kept when at least
-  ``TEXT_MIN_JACCARD``. The LSH is a sieve and can miss: a pair of Jaccard J becomes a candidate
-  with probability 1 - (1 - J**5)**25, which is 0.990 at J = 0.7, 0.99996 at J = 0.8 (and 1 for
-  texts equal once normalised: those are exact duplicates). An unrelated pair at J = 0.1 is a
-  candidate with probability 0.00025, so the exact verification stays cheap.
+  cut into character shingles of ``SHINGLE_CHARS``; a ``datasketch.MinHash`` of each (its default
+  SHA-1 hash per shingle, memoised) and LSH of ``LSH_BANDS`` bands of ``LSH_ROWS`` rows give
+  candidates, then every candidate is verified by the exact Jaccard similarity of the shingle
+  sets, kept when at least ``TEXT_MIN_JACCARD``. The banding is ``datasketch.MinHashLSH``'s
+  (equal rows of a band make a candidate; the tests prove the same candidates), done with a
+  sort per band in NumPy: MinHashLSH's Python dictionaries took 30 s per 100,000 texts. The LSH
+  is a sieve and can miss: a pair of Jaccard J becomes a candidate with probability
+  1 - (1 - J**5)**25, 0.990 at J = 0.7 and 0.99996 at J = 0.8 (texts equal once normalised are
+  exact duplicates and always found); an unrelated pair at J = 0.1 is a candidate with
+  probability 0.00025, so the exact verification stays cheap.
 
 Pairs are joined into near-duplicate groups (union-find). Only pairs whose items lie in different
 splits leak; pairs inside one split are counted as redundancy, per split.
@@ -42,6 +50,7 @@ IMAGE_MAX_DISTANCE = 10  # of 64 bits: JPEG re-encoding, resizing and a crop of 
 SHINGLE_CHARS = 5
 TEXT_MIN_JACCARD = 0.7
 NUM_PERM = 128
+BANDS = 4  # of the 64-bit image hash: 16 bits each
 LSH_BANDS, LSH_ROWS = 25, 5  # of the NUM_PERM = 128 hash values (125 used)
 
 _PUNCT = re.compile(r"[^\w\s]|_", re.UNICODE)
@@ -101,17 +110,19 @@ def shingles(normalised: str) -> set:
 # --------------------------------------------------------------------------------------------
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(x)
+def band_radius(max_distance: int, bands: int = BANDS) -> int:
+    """The in-band radius that cannot miss a pair within ``max_distance``: if every one of
+    ``bands`` bands differed by more than r = floor(t / bands) bits, the hashes would differ by at
+    least bands * (r + 1) > t."""
+    return max_distance // bands
 
 
-def band_masks(max_distance: int, bits: int = 64) -> list[tuple[int, int]]:
-    """(shift, mask) of ``max_distance + 1`` contiguous bands that together cover ``bits``."""
-    n_bands = max_distance + 1
-    if n_bands > bits:
-        raise ValueError(f"max_distance must be below {bits}")
-    edges = np.linspace(0, bits, n_bands + 1).round().astype(int)
-    return [(int(lo), (1 << int(hi - lo)) - 1) for lo, hi in itertools.pairwise(edges.tolist())]
+def flip_masks(bits: int, radius: int) -> np.ndarray:
+    """Every ``bits``-bit mask with at most ``radius`` bits set (0 first)."""
+    masks = [0]
+    for r in range(1, radius + 1):
+        masks += [sum(1 << b for b in combo) for combo in itertools.combinations(range(bits), r)]
+    return np.array(masks, dtype=np.int64)
 
 
 def _run_pairs(order: np.ndarray, keys_sorted: np.ndarray, chunk: int = 2_000_000):
@@ -140,34 +151,103 @@ def _run_pairs(order: np.ndarray, keys_sorted: np.ndarray, chunk: int = 2_000_00
 
 
 def hash_pairs(hashes, max_distance: int = IMAGE_MAX_DISTANCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair of 64-bit hashes within Hamming ``max_distance``.
+    """Every pair of 64-bit hashes within Hamming ``max_distance`` (multi-index hashing: see the
+    module docstring).
 
     Parameters
     ----------
     hashes : uint64 array (N,)
-    max_distance : int
+    max_distance : int, 0..63
 
     Returns
     -------
     i, j : int64 arrays (P,), i < j, sorted; distance : int64 array (P,).
     """
+    if not 0 <= max_distance < 64:
+        raise ValueError("max_distance must be in 0..63")
     h = np.asarray(hashes, dtype=np.uint64).reshape(-1)
+    n = h.size
+    width = 64 // BANDS
+    masks = flip_masks(width, band_radius(max_distance))
     found = []
-    for shift, mask in band_masks(max_distance):
-        keys = (h >> np.uint64(shift)) & np.uint64(mask)
+    for band in range(BANDS):
+        keys = ((h >> np.uint64(band * width)) & np.uint64((1 << width) - 1)).astype(np.int64)
         order = np.argsort(keys, kind="stable")
-        for left, right in _run_pairs(order, keys[order]):
-            dist = _popcount(h[left] ^ h[right])
-            keep = dist <= max_distance
-            if keep.any():
-                a, b = left[keep], right[keep]
-                found.append(np.minimum(a, b) * h.size + np.maximum(a, b))
+        counts = np.bincount(keys, minlength=1 << width)
+        first = np.cumsum(counts) - counts  # where each key's items start in ``order``
+        for mask in masks.tolist():
+            probe = keys ^ mask
+            hits = counts[probe]
+            left = np.flatnonzero(hits)
+            if not left.size:
+                continue
+            per = hits[left]
+            total = int(per.sum())
+            offsets = np.arange(total) - np.repeat(np.cumsum(per) - per, per)
+            right = order[np.repeat(first[probe[left]], per) + offsets]
+            left = np.repeat(left, per)
+            keep = left < right  # each unordered pair once per probe; never an item with itself
+            left, right = left[keep], right[keep]
+            close = np.bitwise_count(h[left] ^ h[right]) <= max_distance
+            if close.any():
+                found.append(left[close] * n + right[close])
     if not found:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     codes = np.unique(np.concatenate(found))
-    i, j = codes // h.size, codes % h.size
-    return i.astype(np.int64), j.astype(np.int64), _popcount(h[i] ^ h[j]).astype(np.int64)
+    i, j = codes // n, codes % n
+    return i.astype(np.int64), j.astype(np.int64), np.bitwise_count(h[i] ^ h[j]).astype(np.int64)
+
+
+def _identity(value):
+    return value
+
+
+def minhash_signatures(shingle_sets) -> np.ndarray:
+    """``datasketch.MinHash`` hash values (N, NUM_PERM) uint64 of each shingle set, with its
+    default hash (SHA-1, first 32 bits) computed once per distinct shingle (shingles repeat
+    across texts: " the " is everywhere)."""
+    from datasketch import MinHash
+    from datasketch.hashfunc import sha1_hash32
+
+    shingle_sets = list(shingle_sets)
+    value = {s: sha1_hash32(s.encode("utf-8")) for s in set().union(*shingle_sets)}
+
+    def hashed(shingle_set):
+        return [value[s] for s in shingle_set]
+
+    sketches = MinHash.bulk((hashed(s) for s in shingle_sets), num_perm=NUM_PERM, hashfunc=_identity)
+    if not sketches:
+        return np.zeros((0, NUM_PERM), dtype=np.uint64)
+    return np.stack([m.hashvalues for m in sketches]).astype(np.uint64)
+
+
+def lsh_candidates(signatures, bands: int = LSH_BANDS, rows: int = LSH_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) whose signatures (N, NUM_PERM) agree on every row of at least one band: the
+    candidates ``datasketch.MinHashLSH`` with ``params=(bands, rows)`` gives, by a sort per band."""
+    sig = np.asarray(signatures, dtype=np.uint64)
+    n = sig.shape[0]
+    rng = np.random.default_rng(0)
+    # Rows of a band folded into one 64-bit key; a collision of unequal rows would only add a
+    # candidate, which the exact Jaccard then drops.
+    weights = rng.integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    found = []
+    for b in range(bands):
+        block = sig[:, b * rows : (b + 1) * rows]
+        with np.errstate(over="ignore"):
+            keys = (block * weights).sum(axis=1, dtype=np.uint64)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        for left, right in _run_pairs(order, sorted_keys):
+            # equal keys, and equal rows (so a fold collision never passes)
+            same = (block[left] == block[right]).all(axis=1)
+            a, c = left[same], right[same]
+            found.append(np.minimum(a, c) * n + np.maximum(a, c))
+    if not found:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    codes = np.unique(np.concatenate(found))
+    return (codes // n).astype(np.int64), (codes % n).astype(np.int64)
 
 
 def text_pairs(texts, min_jaccard: float = TEXT_MIN_JACCARD):
@@ -181,35 +261,23 @@ def text_pairs(texts, min_jaccard: float = TEXT_MIN_JACCARD):
     -------
     i, j : int64 arrays (P,), i < j, sorted; jaccard : float64 array (P,).
     """
-    from datasketch import MinHash, MinHashLSH
-
     sets = [shingles(normalise_text(t)) for t in texts]
-    lsh = MinHashLSH(num_perm=NUM_PERM, params=(LSH_BANDS, LSH_ROWS))
-    # One MinHash holds the permutations; bulk() reuses them for every text.
-    encoded = [[s.encode("utf-8") for s in shingle_set] for shingle_set in sets]
-    sketches = MinHash.bulk(encoded, num_perm=NUM_PERM)
-    with lsh.insertion_session() as session:
-        for idx, sketch in enumerate(sketches):
-            if sets[idx]:
-                session.insert(idx, sketch, check_duplication=False)
+    present = np.array([bool(s) for s in sets], dtype=bool).reshape(len(sets))
+    where = np.flatnonzero(present)  # an empty text has no shingles and matches nothing
+    sig = minhash_signatures([sets[k] for k in where.tolist()])
+    ci, cj = lsh_candidates(sig)
     out_i, out_j, out_s = [], [], []
-    for idx, sketch in enumerate(sketches):
-        if not sets[idx]:
-            continue
-        for other in lsh.query(sketch):
-            if other <= idx:
-                continue
-            a, b = sets[idx], sets[other]
-            jac = len(a & b) / len(a | b)
-            if jac >= min_jaccard:
-                out_i.append(idx)
-                out_j.append(other)
-                out_s.append(jac)
-    order = np.lexsort((np.array(out_j, dtype=np.int64), np.array(out_i, dtype=np.int64)))
+    for a, b in zip(where[ci].tolist(), where[cj].tolist(), strict=True):
+        sa, sb = sets[a], sets[b]
+        jac = len(sa & sb) / len(sa | sb)
+        if jac >= min_jaccard:
+            out_i.append(a)
+            out_j.append(b)
+            out_s.append(jac)
     return (
-        np.array(out_i, dtype=np.int64)[order],
-        np.array(out_j, dtype=np.int64)[order],
-        np.array(out_s, dtype=np.float64)[order],
+        np.array(out_i, dtype=np.int64),
+        np.array(out_j, dtype=np.int64),
+        np.array(out_s, dtype=np.float64),
     )
 
 

@@ -33,7 +33,10 @@ class LeakageItemSerializer(serializers.Serializer):
 
 class LeakageGroupSerializer(serializers.Serializer):
     n = serializers.IntegerField(help_text="The group's number: POST .../leakage/groups/{n}/move")
+    size = serializers.IntegerField(help_text="Items in the group.")
+    movable = serializers.BooleanField(help_text="False for a group too big to be copies of one item.")
     items = LeakageItemSerializer(many=True)
+    pair_count = serializers.IntegerField()
     pairs = serializers.JSONField(help_text="[{a, b, kind: exact|near, distance (of 64 bits) | jaccard}]")
     proposed_split = serializers.CharField(allow_null=True, help_text="Where a move without a split puts it.")
     moved = serializers.JSONField(allow_null=True, help_text="{to_split, by, at, items: [{item, from}]} once moved.")

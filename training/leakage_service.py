@@ -26,6 +26,11 @@ from .models import LeakageMove, LeakageReport
 
 logger = logging.getLogger(__name__)
 
+# A bigger group is not copies of one item but look-alikes chained by union-find (the demo's 8x8
+# digit scans chain into two groups of hundreds): moving it would empty dev or test, so it is
+# refused and its pairs are for a person to read.
+MAX_MOVE_GROUP = 25
+
 
 def fingerprints(images) -> tuple[np.ndarray, list[str]]:
     """uint64 dhash (N,) and pixel digests (N,) of PIL images."""
@@ -113,6 +118,12 @@ def move_group(report: LeakageReport, group: int, *, user=None, split: str | Non
     if not 0 <= group < len(groups):
         raise TrainingError(f"group must be 0..{len(groups) - 1}; this report has {len(groups)} groups", "group")
     member_ids = [int(i) for i in groups[group]["items"]]
+    if len(member_ids) > MAX_MOVE_GROUP:
+        raise TrainingError(
+            f"group {group} holds {len(member_ids):,} items, more than {MAX_MOVE_GROUP} copies of one item: "
+            "these are look-alikes chained together, not copies; read its pairs instead of moving it all",
+            "group",
+        )
     with transaction.atomic():
         # The items' rows are locked: two MLEs moving overlapping groups apply one after the other.
         current = dict(
@@ -140,13 +151,14 @@ def move_group(report: LeakageReport, group: int, *, user=None, split: str | Non
 SNIPPET_CHARS = 160
 
 
-def describe(report: LeakageReport, limit: int | None = None) -> dict:
+def describe(report: LeakageReport, limit: int | None = None, item_limit: int | None = None) -> dict:
     """The report as the page and the API show it: each group's items (external id, split now,
-    thumbnail or text snippet), its pairs, where it would move and whether it was moved. Two
-    queries whatever the size; ``limit`` keeps the first groups only."""
+    thumbnail or text snippet), its pairs, where it would move and whether it was moved. Three
+    queries whatever the size; ``limit`` keeps the first groups, ``item_limit`` the first items
+    and pairs of each (``size`` and ``pair_count`` say how many there are)."""
     groups = report.groups or []
     shown = groups if limit is None else groups[:limit]
-    ids = {int(i) for g in shown for i in g["items"]}
+    ids = {int(i) for g in shown for i in g["items"][:item_limit]}
     items = {
         row["pk"]: row
         for row in Item.objects.filter(project=report.project_id, pk__in=ids).values(
@@ -163,7 +175,7 @@ def describe(report: LeakageReport, limit: int | None = None) -> dict:
     out = []
     for n, g in enumerate(shown):
         members = []
-        for pk in g["items"]:
+        for pk in g["items"][:item_limit]:
             row = items.get(int(pk))
             if row is None:
                 continue  # deleted since the check
@@ -178,12 +190,18 @@ def describe(report: LeakageReport, limit: int | None = None) -> dict:
                 }
             )
         move = moves.get(n)
+        pairs = pairs_of.get(n, [])
         out.append(
             {
                 "n": n,
+                "size": len(g["items"]),
+                "movable": len(g["items"]) <= MAX_MOVE_GROUP,
                 "items": members,
-                "pairs": pairs_of.get(n, []),
-                "proposed_split": L.target_split([m["split"] for m in members]) if members else None,
+                "pair_count": len(pairs),
+                "pairs": pairs[:item_limit],
+                "proposed_split": L.target_split([m["split"] for m in members])
+                if members and len(g["items"]) <= MAX_MOVE_GROUP
+                else None,
                 "moved": None
                 if move is None
                 else {

@@ -9,6 +9,7 @@ from training import leakage_service
 register = template.Library()
 
 SHOWN_GROUPS = 20
+SHOWN_ITEMS = 24  # of one group, and as many of its pairs
 
 
 @register.inclusion_tag("frontend/training/_leakage_panel.html", takes_context=True)
@@ -23,6 +24,8 @@ def leakage_panel(context):
         "version": version,
         "is_mle": context.get("is_mle", False),
         "csrf_token": context.get("csrf_token"),
-        "report": leakage_service.describe(report, limit=SHOWN_GROUPS) if report is not None else None,
+        "report": leakage_service.describe(report, limit=SHOWN_GROUPS, item_limit=SHOWN_ITEMS)
+        if report is not None
+        else None,
         "shown": SHOWN_GROUPS,
     }

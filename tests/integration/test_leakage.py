@@ -290,3 +290,23 @@ def test_text_snippets_are_escaped_on_the_page(client, other_project, outsider):
     html = client.get(reverse("training:model-detail", args=[other_project.slug, version.short_id])).content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     assert "Jaccard" in html
+
+
+@pytest.mark.django_db
+def test_a_group_too_big_to_be_copies_is_not_moved(api_as, project, mle):
+    """Look-alikes chained by union-find (as the demo's digit scans are) must not empty a split."""
+    items = add_digit_items(project, leakage_service.MAX_MOVE_GROUP + 1, gold=False)
+    before = {i.pk: i.split for i in items}
+    report = LeakageReport.objects.create(
+        project=project,
+        data_kind="image",
+        thresholds={},
+        items_checked=len(items),
+        groups=[{"items": [i.pk for i in items], "splits": {str(i.pk): i.split for i in items}}],
+    )
+    response = api_as(mle).post(reverse("training_api:leakage-move", args=[project.pk, 0]), {}, format="json")
+    assert response.status_code == 400 and "look-alikes" in response.json()["group"][0]
+    assert dict(Item.objects.filter(project=project).values_list("pk", "split")) == before
+    body = api_as(mle).get(reverse("training_api:project-leakage", args=[project.pk])).json()
+    assert body["groups"][0]["movable"] is False and body["groups"][0]["proposed_split"] is None
+    assert report.moves.count() == 0

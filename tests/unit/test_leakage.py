@@ -18,18 +18,22 @@ def brute_hash_pairs(h, t):
     return set(zip(i[keep].tolist(), j[keep].tolist(), strict=True))
 
 
-def test_bands_cover_the_hash_once_and_number_t_plus_one():
-    for t in (0, 3, 10, 20):
-        bands = L.band_masks(t)
-        assert len(bands) == t + 1
-        covered = 0
-        for shift, mask in bands:
-            assert covered & (mask << shift) == 0
-            covered |= mask << shift
-        assert covered == (1 << 64) - 1
+def test_the_band_radius_cannot_miss_a_pair():
+    from itertools import combinations
+
+    assert L.band_radius(10) == 2 and L.band_radius(3) == 0 and L.band_radius(12) == 3
+    # every split of t flipped bits over 4 bands puts at most floor(t/4) in some band
+    for t in range(0, 16):
+        r = L.band_radius(t)
+        for counts in combinations(range(t + 4), 3):  # stars and bars: 4 band counts summing to t
+            parts = np.diff([-1, *counts, t + 3]) - 1
+            assert min(parts) <= r
+    masks = L.flip_masks(16, 2)
+    assert masks.size == 1 + 16 + 120 == np.unique(masks).size and masks[0] == 0
+    assert np.bitwise_count(masks.astype(np.uint64)).max() == 2
 
 
-@pytest.mark.parametrize("t", [0, 2, 6, 10])
+@pytest.mark.parametrize("t", [0, 2, 3, 6, 10, 13])
 def test_hash_pairs_equal_brute_force(t):
     rng = np.random.default_rng(t)
     base = rng.integers(0, 2**63, size=400, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 400, dtype=np.uint64)
@@ -45,7 +49,7 @@ def test_hash_pairs_equal_brute_force(t):
     assert len(brute_hash_pairs(h, t)) >= 60  # the planted copies are there to be found
 
 
-def test_hash_pairs_handle_big_runs_of_equal_bands():
+def test_hash_pairs_handle_big_runs_of_equal_hashes():
     # 300 equal hashes (a blank image, imported 300 times) and a chunk smaller than their pairs.
     h = np.zeros(300, dtype=np.uint64)
     pairs = []
@@ -55,6 +59,8 @@ def test_hash_pairs_handle_big_runs_of_equal_bands():
     assert len(pairs) == len(set(pairs)) == 300 * 299 // 2
     i, _, _ = L.hash_pairs(h, 4)
     assert i.size == 300 * 299 // 2
+    with pytest.raises(ValueError, match=r"0\.\.63"):
+        L.hash_pairs(h, 64)
 
 
 def test_normalise_text():
@@ -93,6 +99,39 @@ def test_text_pairs_equal_exact_jaccard_brute_force():
     assert sure <= got
     for a, b, s in zip(i.tolist(), j.tolist(), jac.tolist(), strict=True):
         assert s == pytest.approx(len(sets[a] & sets[b]) / len(sets[a] | sets[b]))
+
+
+def test_signatures_equal_datasketch_minhash():
+    from datasketch import MinHash
+
+    sets = [L.shingles(L.normalise_text(t)) for t in ("The quick brown fox.", "the quick brown fox!", "Hello")]
+    sig = L.minhash_signatures(sets)
+    for row, shingle_set in zip(sig, sets, strict=True):
+        reference = MinHash(num_perm=L.NUM_PERM)
+        for shingle in shingle_set:
+            reference.update(shingle.encode("utf-8"))
+        assert (row == reference.hashvalues).all()
+    assert (sig[0] == sig[1]).all()
+
+
+def test_lsh_candidates_equal_datasketch_minhash_lsh():
+    from datasketch import MinHash, MinHashLSH
+
+    rng = np.random.default_rng(7)
+    words = [f"w{k}" for k in range(80)]
+    texts = [" ".join(rng.choice(words, size=10)) for _ in range(150)]
+    texts += [t.replace(t.split()[3], "zz", 1) for t in texts[:50]]
+    sets = [L.shingles(L.normalise_text(t)) for t in texts]
+    sketches = MinHash.bulk([[s.encode("utf-8") for s in shingle_set] for shingle_set in sets], num_perm=L.NUM_PERM)
+    sig = L.minhash_signatures(sets)
+    assert (sig == np.stack([m.hashvalues for m in sketches])).all()
+    i, j = L.lsh_candidates(sig)
+    lsh = MinHashLSH(num_perm=L.NUM_PERM, params=(L.LSH_BANDS, L.LSH_ROWS))
+    for k, m in enumerate(sketches):
+        lsh.insert(k, m)
+    reference = {(min(k, o), max(k, o)) for k, m in enumerate(sketches) for o in lsh.query(m) if o != k}
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == reference
+    assert len(reference) >= 40
 
 
 def test_groups_equal_scipy_connected_components():
