@@ -58,7 +58,7 @@ class LeakageReportSerializer(serializers.Serializer):
 
 class MoveSerializer(serializers.Serializer):
     split = serializers.ChoiceField(
-        choices=Split.values,
+        choices=Split.choices,
         required=False,
         help_text="Where to put the group; default: the split most of its items are in (a tie: train).",
     )
