@@ -359,8 +359,8 @@ def check(splits, *, image_hashes=None, texts=None, digests=None) -> LeakageResu
         if len(texts) != n:
             raise ValueError("texts and splits must have the same length")
         if digests is None:
-            digests = [hashlib.sha256(normalise_text(t).encode()).hexdigest() if normalise_text(t) else ""
-                       for t in texts]  # fmt: skip
+            normalised = [normalise_text(t) for t in texts]
+            digests = [hashlib.sha256(t.encode()).hexdigest() if t else "" for t in normalised]
         i, j, jac = text_pairs(texts)
         for a, b, s in zip(i.tolist(), j.tolist(), jac.tolist(), strict=True):
             found[(a, b)] = Pair(a, b, "near", jaccard=round(s, 4))
@@ -403,8 +403,9 @@ def check(splits, *, image_hashes=None, texts=None, digests=None) -> LeakageResu
 
 
 def target_split(splits_of_members) -> str:
-    """The split a group moves into: the one most of its members are in; a tie goes to the
-    earlier of train, dev, test (train first: the test split stays the sample it was drawn as)."""
+    """The split a group moves into: the one most of its members are in (fewest items move); a tie
+    goes to the earlier of train, dev, test, so a tie never moves training items into an
+    evaluation split: dev and test only give up items that have a copy elsewhere."""
     counts = {s: 0 for s in SPLITS}
     for s in splits_of_members:
         counts[s] += 1
