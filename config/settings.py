@@ -240,6 +240,7 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
         "ModelExportStatusEnum": "training.models.ModelExport.Status",
         "CycleStatusEnum": "active_learning.models.Cycle.Status",
+        "SplitEnum": "annotation.models.Split",  # Item.split and the leakage move's target
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import training_views, work_next_views
+from . import leakage_views, training_views, work_next_views
 
 app_name = "training"
 
@@ -28,5 +28,10 @@ urlpatterns = [
         "projects/<slug:slug>/models/<slug:model_id>/exports/<int:export_id>/download/",
         training_views.export_download,
         name="export-download",
+    ),
+    path(
+        "projects/<slug:slug>/models/<slug:model_id>/leakage/<int:n>/move/",
+        leakage_views.leakage_move,
+        name="leakage-move",
     ),
 ]

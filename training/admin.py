@@ -51,3 +51,16 @@ class ModelExportAdmin(ReadOnlyAdmin):
     list_filter = ["format", "status"]
     search_fields = ["model_version__short_id", "sha256", "error", "override_note"]
     list_select_related = ["model_version", "override_by", "created_by"]
+
+
+@admin.register(models.LeakageReport)
+class LeakageReportAdmin(ReadOnlyAdmin):
+    list_display = ["id", "project", "snapshot", "items_checked", "data_kind", "created_at"]
+    list_filter = ["project"]
+    list_select_related = ["project", "snapshot"]
+
+
+@admin.register(models.LeakageMove)
+class LeakageMoveAdmin(ReadOnlyAdmin):
+    list_display = ["report", "group", "to_split", "by", "at"]
+    list_select_related = ["report", "by"]

@@ -297,3 +297,56 @@ class ModelExport(models.Model):
     @property
     def delta(self):
         return (self.parity or {}).get("delta")
+
+
+class LeakageReport(models.Model):
+    """Near-duplicate items across train / dev / test, found before a snapshot trains
+    (training/leakage.py). ``pairs`` and ``groups`` hold only what crosses splits; a group's
+    index in ``groups`` is its number in the API. Written once; moves are :class:`LeakageMove`."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="leakage_reports")
+    snapshot = models.ForeignKey(
+        DatasetSnapshot,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="leakage_reports",
+        help_text="The snapshot checked; empty for a check of all the project's items.",
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    data_kind = models.CharField(max_length=10)
+    thresholds = models.JSONField(help_text="The detectors and their thresholds (training/leakage.py).")
+    items_checked = models.PositiveIntegerField()
+    pairs = models.JSONField(
+        default=list, help_text="[{a, b, kind: exact|near, distance (bits) | jaccard}] by item id, across splits."
+    )
+    groups = models.JSONField(default=list, help_text="[{items: [id], splits: {id: split}}] spanning splits.")
+    redundancy = models.JSONField(default=dict, help_text="Near-duplicate pairs inside one split: {split: n}.")
+    seconds = models.FloatField(default=0.0, help_text="Time the check took.")
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+
+    def __str__(self):
+        return f"leakage check of {self.project} ({len(self.groups or [])} groups)"
+
+
+class LeakageMove(models.Model):
+    """An MLE moved one near-duplicate group of a report into one split: who, when, from where."""
+
+    report = models.ForeignKey(LeakageReport, on_delete=models.CASCADE, related_name="moves")
+    group = models.PositiveIntegerField(help_text="Index into the report's groups.")
+    to_split = models.CharField(max_length=5, choices=Split.choices)
+    moved = models.JSONField(help_text="[{item, from}] for the items whose split changed.")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["report", "group", "-at"]
+        constraints = [
+            models.UniqueConstraint(fields=["report", "group"], name="leakagemove_one_per_group"),
+            models.CheckConstraint(condition=Q(to_split__in=Split.values), name="leakagemove_split_valid"),
+        ]
+
+    def __str__(self):
+        return f"group {self.group} of report {self.report_id} to {self.to_split}"

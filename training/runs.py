@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from annotation.models import Split
 
+from . import leakage_service
 from . import metrics as M
 from .artifacts import _save_out_of_sample, artifact_root
 from .conf import PROGRESS_EVERY_SECONDS, STAGE_SPAN, training_settings
@@ -178,6 +179,7 @@ def _train(run: Run) -> Path:
     # 2. Data.
     run.enter(ModelVersion.Stage.LOADING)
     data = load_dataset(snap, project.data_kind)
+    leakage_service.check_snapshot(snap, data)  # near-duplicates across splits, reported on the model page
     train = np.flatnonzero(data.split == Split.TRAIN)
     dev = np.flatnonzero(data.split == Split.DEV)
     test = np.flatnonzero(data.split == Split.TEST)

@@ -1,8 +1,8 @@
 """The training API, included under /api/v1/ from config/urls.py."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from . import api
+from . import api, leakage_api
 
 app_name = "training_api"
 
@@ -17,4 +17,10 @@ urlpatterns = [
     path("exports/<int:export_id>/", api.ExportDetail.as_view(), name="export-detail"),
     path("exports/<int:export_id>/override/", api.ExportOverride.as_view(), name="export-override"),
     path("exports/<int:export_id>/download/", api.ExportDownload.as_view(), name="export-download"),
+    path("projects/<int:project_id>/leakage/", leakage_api.ProjectLeakage.as_view(), name="project-leakage"),
+    re_path(
+        r"^projects/(?P<project_id>[0-9]+)/leakage/groups/(?P<n>[0-9]+)/move/?$",
+        leakage_api.LeakageGroupMove.as_view(),
+        name="leakage-move",
+    ),
 ]
