@@ -34,5 +34,6 @@ urlpatterns = [
     path("", include("frontend.training_urls")),
     path("", include("frontend.adjudication_urls")),
     path("", include("frontend.cycle_urls")),
+    path("", include("deployment.page_urls")),
     path("", include("frontend.urls")),
 ]
