@@ -186,6 +186,7 @@ def test_a_batch_of_only_bad_records_is_400_and_writes_nothing(field):
         (b"[1, 2]", None, 400, "records"),
         (b"\x1f\x8b\x08 not really gzip", "gzip", 400, "Content-Encoding"),
         (b"{}", "br", 400, "Content-Encoding"),
+        (gzip.compress(b'{"records": []}')[:-8], "gzip", 400, "Content-Encoding"),
     ],
 )
 def test_a_bad_body_is_400_naming_the_field(field, raw, encoding, status, field_or_text):
