@@ -1,6 +1,6 @@
 """The device runner's reporting mode against a real live server: the bundle cached by ETag, the
 offline buffer (server down, then up: nothing lost, nothing doubled), inputs sent when asked for,
-and the command line in a fresh interpreter without Django."""
+the command line in a fresh interpreter without Django, and a real TFLite bundle end to end."""
 
 import socket
 import subprocess
@@ -165,3 +165,57 @@ def test_the_command_line_sends_the_buffer_without_django(field, live_server, tm
         timeout=60,
     )
     assert bad.returncode == 2 and "http:// or https://" in bad.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_runner_reports_the_predictions_of_a_real_tflite_bundle(project, mle, live_server, tmp_path, settings):
+    """No stand-in classifier: a small Keras CNN trained and exported to TFLite here, published on
+    stable, fetched by the runner and run by its interpreter; what lands is what the bundle says."""
+    from annotation.models import Item as ItemModel
+    from deployment import devices
+    from training import exports, registry, services
+    from training.device.classify import Bundle
+    from training.models import ModelVersion
+    from training.tasks import export_model
+
+    from .training_data import add_digit_items
+
+    settings.CONCORD_TRAINING = {**settings.CONCORD_TRAINING, "CV_BELOW_LABELS": 10}
+    add_digit_items(project, 60)
+    version = ModelVersion.objects.create(
+        project=project,
+        trainer="keras_cnn",
+        hyperparameters=services.check_hyperparameters(
+            "keras_cnn", {"epochs": 4, "image_size": 16, "filters": 8, "batch_size": 8}
+        ),
+        policy=services.check_policy(None),
+    )
+    assert services.run_training(version.pk) == "ready", ModelVersion.objects.get(pk=version.pk).error
+    version.refresh_from_db()
+    export = exports.start_export(version, "float32", queue_task=False)
+    assert export_model(export.pk) == "ready"
+    export.refresh_from_db()
+    registry.promote(version)
+    stable = channels.channels_of(project)["stable"]
+    channels.publish(stable, export)
+    channels.update_settings(stable, sample_rate=0.0, confidence_threshold=0.0)
+    token = devices.create_device(project, name="pi").secret
+
+    paths = []
+    for item in ItemModel.objects.filter(project=project).order_by("pk")[:6]:
+        path = tmp_path / f"{item.external_id}.png"
+        path.write_bytes(item.image.read())
+        paths.append(path)
+    reporter = Reporter(live_server.url, token, tmp_path / "device" / "buf.jsonl")
+    (tmp_path / "device").mkdir()
+    reporter.sync_bundle()
+    predictions = reporter.classify(paths)
+    assert reporter.flush() == {"sent": 6, "dropped": 0, "kept": 0, "error": None}
+
+    reference = Bundle(tmp_path / "device" / "buf.jsonl.bundle.zip").classify(paths)
+    rows = list(TelemetryRecord.objects.filter(project=project).order_by("seq"))
+    assert [(r.predicted_class.name, round(r.confidence, 4)) for r in rows] == [
+        (name, round(score, 4)) for _, name, score in reference
+    ]
+    assert [p[1] for p in predictions] == [name for _, name, _ in reference]
+    assert all(r.export_id == export.pk and r.latency_ms > 0 for r in rows)
