@@ -54,6 +54,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="records/s of all devices together in the mixed phase; 0: flat out"
+    )
     parser.add_argument("--labelers", type=int, default=10)
     parser.add_argument("--items", type=int, default=20_000, help="items of the labelers' project")
     parser.add_argument("--port", type=int, default=8871)
@@ -125,9 +128,10 @@ def make_batches(export, n_batches, batch, seed):
 
 
 class DeviceClient(threading.Thread):
-    def __init__(self, port, token, bodies, deadline):
+    def __init__(self, port, token, bodies, deadline, interval=0.0):
         super().__init__(daemon=True)
         self.port, self.token, self.bodies, self.deadline = port, token, bodies, deadline
+        self.interval = interval  # seconds between batch starts; 0: back to back
         self.latencies, self.accepted, self.errors = [], 0, []
 
     def run(self):
@@ -135,7 +139,11 @@ class DeviceClient(threading.Thread):
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
                    "Content-Encoding": "gzip"}  # fmt: skip
         try:
+            next_at = time.monotonic()
             for body in self.bodies:
+                if self.interval:
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    next_at += self.interval
                 if time.monotonic() >= self.deadline:
                     return
                 started = time.perf_counter()
@@ -153,10 +161,12 @@ class DeviceClient(threading.Thread):
             conn.close()
 
 
-def ingest(port, tokens, bodies_per_device, seconds):
+def ingest(port, tokens, bodies_per_device, seconds, rate=0.0, batch=500):
     deadline = time.monotonic() + seconds
+    interval = batch * len(tokens) / rate if rate else 0.0
     clients = [
-        DeviceClient(port, token, bodies, deadline) for token, bodies in zip(tokens, bodies_per_device, strict=True)
+        DeviceClient(port, token, bodies, deadline, interval)
+        for token, bodies in zip(tokens, bodies_per_device, strict=True)
     ]
     started = time.perf_counter()
     for c in clients:
@@ -230,7 +240,7 @@ def main(argv=None):
             target=lambda: both.setdefault("next", label(args.port, text_project.pk, label_tokens, args.seconds))
         )
         labeling_thread.start()
-        mixed = ingest(args.port, device_tokens, phase_bodies[1], args.seconds)
+        mixed = ingest(args.port, device_tokens, phase_bodies[1], args.seconds, rate=args.rate, batch=args.batch)
         labeling_thread.join()
         mixed_next, e1 = both["next"]
         print(f"ingestion + labeling: {mixed['records_per_s']:,.0f} records/s, batch {fmt(mixed['batch_ms'])}, "
@@ -291,7 +301,7 @@ def report(args, alone_next, alone, mixed, mixed_next, rows, size, per_million):
         "|---|---:|---:|---:|---:|---:|",
         row("labeling alone", None, alone_next),
         row("ingestion alone", alone, None),
-        row("ingestion + labeling", mixed, mixed_next),
+        row(f"ingestion ({f'paced at {args.rate:,.0f}/s' if args.rate else 'flat out'}) + labeling", mixed, mixed_next),
         "",
         f"Database: {rows:,} raw records take {size / 2**20:.1f} MiB (`pg_total_relation_size` of "
         f"deployment_telemetryrecord, indexes and TOAST included): **{per_million:,.0f} MiB per million records**. "
