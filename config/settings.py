@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "annotation",
     "active_learning",
     "training",
+    "deployment",
     "frontend",
 ]
 
@@ -100,6 +101,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Refuses NUL and other control characters in any parameter, naming the field (annotation/text_rules.py).
     "config.text_input.TextInputMiddleware",
+    # A device's Bearer token opens /api/v1/device/ only: 401 anywhere else (deployment/device_auth.py).
+    "deployment.device_auth.DeviceTokenBoundaryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -241,6 +244,8 @@ SPECTACULAR_SETTINGS = {
         "ModelExportStatusEnum": "training.models.ModelExport.Status",
         "CycleStatusEnum": "active_learning.models.Cycle.Status",
         "SplitEnum": "annotation.models.Split",  # Item.split and the leakage move's target
+
+        "ModelExportFormatEnum": "training.models.ModelExport.Format",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -354,4 +359,23 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# Devices and telemetry (deployment/). Raw telemetry rows are kept RAW_RETENTION_DAYS, then rolled up
+# into daily aggregates (kept) and deleted by the beat task below; a record older than that, or
+# more than FUTURE_SKEW_SECONDS ahead of the server's clock, is refused.
+CONCORD_DEPLOYMENT = {
+    "RAW_RETENTION_DAYS": _positive("DEPLOYMENT_RAW_RETENTION_DAYS", 30),
+    "MAX_BATCH": _positive("DEPLOYMENT_MAX_BATCH", 1000),  # records per telemetry batch
+    "MAX_BODY_BYTES": _positive("DEPLOYMENT_MAX_BODY_BYTES", 16 * 1024 * 1024),  # as sent (gzip or not)
+    "MAX_DECOMPRESSED_BYTES": _positive("DEPLOYMENT_MAX_DECOMPRESSED_BYTES", 32 * 1024 * 1024),  # gzip bombs stop here
+    "MAX_INPUT_BYTES": _positive("DEPLOYMENT_MAX_INPUT_BYTES", 1024 * 1024),  # one sampled input image
+    "BATCHES_PER_MINUTE": _positive("DEPLOYMENT_BATCHES_PER_MINUTE", 120),  # per device, all device endpoints
+    "FUTURE_SKEW_SECONDS": 300,
+    "ROLLUP_EVERY_SECONDS": _positive("DEPLOYMENT_ROLLUP_EVERY_SECONDS", 3600),
+}
+CELERY_BEAT_SCHEDULE["deployment-rollup-and-retention"] = {
+    "task": "deployment.rollup_and_expire",
+    "schedule": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"]),
+    "options": {"expires": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"])},
 }
