@@ -244,7 +244,6 @@ SPECTACULAR_SETTINGS = {
         "ModelExportStatusEnum": "training.models.ModelExport.Status",
         "CycleStatusEnum": "active_learning.models.Cycle.Status",
         "SplitEnum": "annotation.models.Split",  # Item.split and the leakage move's target
-
         "ModelExportFormatEnum": "training.models.ModelExport.Format",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
