@@ -240,6 +240,7 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
         "ModelExportStatusEnum": "training.models.ModelExport.Status",
         "CycleStatusEnum": "active_learning.models.Cycle.Status",
+        "TuningTrialStatusEnum": "training.models.TuningTrial.Status",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -353,4 +354,18 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# Tuning runs (training/tuning.py): budgets above these are refused at launch, so a run stays within
+# what one 2-core worker can do in an afternoon; runs go to CONCORD_TRAINING["QUEUE"] like trainings.
+CONCORD_TUNING = {
+    "MAX_TRIALS": env_int("CONCORD_TUNING_MAX_TRIALS", 50),
+    "MAX_MINUTES": env_int("CONCORD_TUNING_MAX_MINUTES", 240),
+    "MAX_KERAS_EPOCHS": env_int("CONCORD_TUNING_MAX_KERAS_EPOCHS", 200),  # per trial
+    "HALVING_FACTOR": 3,
+}
+# The tuning reaper, beside the others (training/recovery.py: reap_tuning_runs).
+CELERY_BEAT_SCHEDULE["reap-tuning-runs"] = {
+    **CELERY_BEAT_SCHEDULE["reap-cycles"],
+    "task": "training.reap_tuning",
 }

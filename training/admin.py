@@ -51,3 +51,28 @@ class ModelExportAdmin(ReadOnlyAdmin):
     list_filter = ["format", "status"]
     search_fields = ["model_version__short_id", "sha256", "error", "override_note"]
     list_select_related = ["model_version", "override_by", "created_by"]
+
+
+@admin.register(models.TuningRun)
+class TuningRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "project",
+        "trainer",
+        "search",
+        "status",
+        "stage",
+        "model_version",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "trainer", "search", "project"]
+    search_fields = ["project__name", "project__slug", "error"]
+    list_select_related = ["project", "model_version", "created_by"]
+
+
+@admin.register(models.TuningTrial)
+class TuningTrialAdmin(ReadOnlyAdmin):
+    list_display = ["run", "number", "status", "seconds"]
+    list_filter = ["status"]
+    list_select_related = ["run"]

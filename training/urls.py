@@ -17,3 +17,14 @@ urlpatterns = [
     path("exports/<int:export_id>/override/", api.ExportOverride.as_view(), name="export-override"),
     path("exports/<int:export_id>/download/", api.ExportDownload.as_view(), name="export-download"),
 ]
+urlpatterns += [
+    path("projects/<int:project_id>/tuning-runs/", api.ProjectTuningRuns.as_view(), name="project-tuning-runs"),
+    path(
+        "projects/<int:project_id>/tuning-runs/<int:run_id>/", api.TuningRunDetail.as_view(), name="tuning-run-detail"
+    ),
+    path(
+        "projects/<int:project_id>/tuning-runs/<int:run_id>/cancel/",
+        api.TuningRunCancel.as_view(),
+        name="tuning-run-cancel",
+    ),
+]
