@@ -50,7 +50,7 @@ def tune(tuning_run_id: int) -> str | None:
     """Search one TuningRun, list its trials and register its best as a ModelVersion (not
     promoted); progress, cancel and failure are written to the run (training/tuning.py). Safe to
     run twice: a finished run is left alone, and of two deliveries only the last claim writes."""
-    from .tuning import run_tuning
+    from .tuning_search import run_tuning
 
     return run_tuning(tuning_run_id)
 

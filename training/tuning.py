@@ -3,9 +3,9 @@
 - :func:`start_tuning` (a request) checks the trainer, the search, the space and the budget, creates
   a ``queued`` :class:`~training.models.TuningRun` and queues ``training.tune`` once the transaction
   commits (by name, through config/queueing.py: services never import tasks).
-- :func:`run_tuning` (the worker) claims the run with a fresh ``run_token`` and hands it to
-  :mod:`training.tuning_search`, imported only there (it pulls in scikit-learn's search or
-  KerasTuner). Every write of the run is conditional on its token, as a training's is
+- :func:`training.tuning_search.run_tuning` (the worker; that module pulls in scikit-learn's search
+  or KerasTuner, so only the task imports it) claims the run through :func:`claim` here, with a
+  fresh ``run_token``. Every write of the run is conditional on its token, as a training's is
   (training/runs.py), so of two deliveries only the last claim writes, and a heartbeat thread
   (training/heartbeat.py) stamps the row while the search runs; the reaper
   (training/recovery.py: ``reap_tuning_runs``) re-queues a run whose heartbeat stopped. A re-run
@@ -323,40 +323,6 @@ def claim(run_id: int) -> Claim | None:
         )
         run.refresh_from_db()
     return Claim(run, token)
-
-
-def run_tuning(run_id: int) -> str | None:
-    """Search, list the trials, register the best (what ``training.tune`` runs). Returns the final
-    status, or None when there was nothing to do. A failure marks the run failed with a readable
-    error; a cancel marks it cancelled, keeping the trials that finished."""
-    from .errors import readable_error
-    from .heartbeat import beating
-
-    work = claim(run_id)
-    if work is None:
-        return None
-    try:
-        from .tuning_search import search_and_register
-
-        with beating(work.mine, training_settings()["STALE_AFTER_SECONDS"]):
-            search_and_register(work)
-        return TuningRun.Status.DONE
-    except Superseded:
-        logger.info("tuning run %s: another run took over; this one stops", run_id)
-        return None
-    except Cancelled:
-        work.mine().update(
-            status=TuningRun.Status.CANCELLED, stage=TuningRun.Stage.DONE, finished_at=timezone.now(),
-            heartbeat_at=timezone.now(),
-        )  # fmt: skip
-        return TuningRun.Status.CANCELLED
-    except Exception as exc:
-        logger.exception("tuning run %s (%s) failed", run_id, work.run.trainer)
-        work.mine().update(
-            status=TuningRun.Status.FAILED, error=readable_error(exc), finished_at=timezone.now(),
-            heartbeat_at=timezone.now(),
-        )  # fmt: skip
-        return TuningRun.Status.FAILED
 
 
 def progress_payload(run: TuningRun, trials: int | None = None) -> dict:

@@ -41,10 +41,11 @@ from .conf import training_settings
 from .datasets import build_snapshot, load_dataset
 from .errors import TrainingError, readable_error
 from .evaluation import evaluate_model
+from .heartbeat import beating
 from .models import ModelVersion, TuningRun
 from .runs import _folds
 from .trainers import check_hyperparameters, get_trainer
-from .tuning import Cancelled, Claim, Superseded, fixed_values, tuning_settings
+from .tuning import Cancelled, Claim, Superseded, claim, fixed_values, tuning_settings
 
 logger = logging.getLogger(__name__)
 
@@ -449,3 +450,32 @@ def search_and_register(work: Claim) -> None:
             status=ModelVersion.Status.FAILED, error="Superseded by a later run of the same tuning run."
         )
         raise Superseded(work.run.pk)
+
+
+def run_tuning(run_id: int) -> str | None:
+    """Search, list the trials, register the best (what ``training.tune`` runs). Returns the final
+    status, or None when there was nothing to do. A failure marks the run failed with a readable
+    error; a cancel marks it cancelled, keeping the trials that finished."""
+    work = claim(run_id)
+    if work is None:
+        return None
+    try:
+        with beating(work.mine, training_settings()["STALE_AFTER_SECONDS"]):
+            search_and_register(work)
+        return TuningRun.Status.DONE
+    except Superseded:
+        logger.info("tuning run %s: another run took over; this one stops", run_id)
+        return None
+    except Cancelled:
+        work.mine().update(
+            status=TuningRun.Status.CANCELLED, stage=TuningRun.Stage.DONE, finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+        )  # fmt: skip
+        return TuningRun.Status.CANCELLED
+    except Exception as exc:
+        logger.exception("tuning run %s (%s) failed", run_id, work.run.trainer)
+        work.mine().update(
+            status=TuningRun.Status.FAILED, error=readable_error(exc), finished_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+        )  # fmt: skip
+        return TuningRun.Status.FAILED
