@@ -93,6 +93,7 @@ def tuning_list(request, slug):
         "searches": [(t, tuning.SEARCHES[t]) for t, _ in trainers],
         "search_labels": dict(TuningRun.Search.choices),
         "chosen": chosen,
+        "chosen_search": request.POST.get("search", ""),
         "space_text": request.POST.get("space") or json.dumps(EXAMPLE_SPACES.get(chosen, {}), indent=1),
         "examples": [(t, json.dumps(EXAMPLE_SPACES[t])) for t, _ in trainers if t in EXAMPLE_SPACES],
         "budget_trials": request.POST.get("budget_trials", 10),
@@ -116,8 +117,10 @@ def tuning_detail(request, slug, run_id):
     trials = list(run.trials.all())
     best = run.best_trial_id
     searched = sorted(k for k, e in run.space.items() if "fixed" not in e)
+    resource = tuning.RESOURCE.get(run.search)  # Hyperband's epochs, halving's max_iter: per trial
+    columns = searched + ([resource] if resource else [])
     for t in trials:
-        t.cells = [_shown(t.params.get(k)) for k in searched]
+        t.cells = [_shown(t.params.get(k)) for k in columns]
     context = {
         **page_context(project),
         "run": run,
@@ -125,7 +128,9 @@ def tuning_detail(request, slug, run_id):
         "best_id": best,
         "trainer_label": TRAINERS[run.trainer].label if run.trainer in TRAINERS else run.trainer,
         "searched": searched,
-        "fixed": sorted((k, e["fixed"]) for k, e in run.space.items() if "fixed" in e),
+        "columns": columns,
+        "resource": resource,
+        "fixed": sorted((k, e["fixed"]) for k, e in run.space.items() if "fixed" in e and k != resource),
         "status_url": reverse("tuning:tuning-status", args=[project.slug, run.pk]),
     }
     return render(request, "frontend/tuning/detail.html", context)

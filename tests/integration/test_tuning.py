@@ -380,3 +380,35 @@ def test_the_run_page_lists_trials_and_the_registered_model(client, project, mle
     client.force_login(mle)
     page = client.get(reverse("tuning:tuning-detail", args=[project.slug, run.pk])).content.decode()
     assert page.count('data-trial="') == 2 and run.model_version.short_id in page and "best" in page
+
+
+@pytest.mark.django_db
+def test_hyperband_gives_trials_the_oracles_epochs_and_registers_the_kept_model(project, holdout):
+    add_digit_items(project, 45)
+    space = {**KERAS_SPACE, "epochs": 3, "patience": 100}
+    run = launch(project, "keras_cnn", search="hyperband", space=space, trials=4)
+    assert tuning_search.run_tuning(run.pk) == "done"
+    trials = assert_best_registered(finished(run))
+    assert 1 <= len(trials) <= 4
+    assert {t.params["epochs"] for t in trials} <= {1, 2, 3}
+    assert all(t.dev_metrics["epochs_run"] == t.params["epochs"] for t in trials)  # patience never fires
+    assert run.model_version.epoch == run.best_trial.params["epochs"]
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_was_lost_starts_over_when_requeued(project, holdout, monkeypatch):
+    """The first worker claimed the run, listed a trial and died; the reaper re-queued it; the next
+    delivery clears the lost trial, searches again and registers; the lost run's writes are refused."""
+    add_digit_items(project, 30)
+    monkeypatch.setattr(tuning, "enqueue", lambda pk: None)
+    run = launch(project, trials=2)
+    lost = tuning.claim(run.pk)
+    lost.add_trial({"C": 1.0}, {"accuracy": 0.0}, 1.0)
+    TuningRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timezone.timedelta(hours=1))
+    assert reap_tuning_runs()["requeued"] == [run.pk]
+    assert tuning_search.run_tuning(run.pk) == "done"
+    run = finished(run)
+    assert run.attempts == 2 and run.recoveries == 1
+    assert [t.number for t in assert_best_registered(run)] == [1, 2]
+    with pytest.raises(tuning.Superseded):
+        lost.add_trial({"C": 2.0}, {"accuracy": 1.0}, 1.0)
