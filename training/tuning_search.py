@@ -274,7 +274,9 @@ def _estimator_class():
             self.hook = hook
 
         def params(self):
-            return {k: getattr(self, k) for k in ("C", "max_iter", "image_size", "max_features")}
+            # The search's distributions give NumPy scalars; the trainer and the JSON column want Python's.
+            values = {k: getattr(self, k) for k in ("C", "max_iter", "image_size", "max_features")}
+            return {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}
 
         def fit(self, X, y):
             self.model_ = self.hook("fit", self).fit(X, y)

@@ -100,14 +100,18 @@ def test_trial_scores_equal_scikit_learns_own_search(project, holdout):
     from sklearn.preprocessing import StandardScaler
 
     add_digit_items(project, 60)
-    run = launch(project, trials=2)
+    run = launch(project, trials=3, space={**LOGREG_SPACE, "max_iter": {"low": 20, "high": 400}})
     tuning_search.run_tuning(run.pk)
     run = finished(run)
+    assert run.status == "done", run.error
+    assert len({t.params["max_iter"] for t in run.trials.all()}) == 3  # an integer range, sampled
     data = services.load_dataset(run.snapshot, "image")
     train, dev = data.split == "train", data.split == "dev"
     X = data.inputs(range(len(data.y)), 8).reshape(len(data.y), -1)
     for trial in run.trials.all():
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=trial.params["C"], max_iter=500, random_state=0))
+        clf = make_pipeline(
+            StandardScaler(), LogisticRegression(C=trial.params["C"], max_iter=trial.params["max_iter"], random_state=0)
+        )
         clf.fit(X[train], data.y[train])
         assert trial.accuracy == accuracy_score(data.y[dev], clf.predict(X[dev]))
 
