@@ -196,6 +196,8 @@ def _search_keras(ctx: Context, folder: Path):
             objective=objective, max_trials=run.budget_trials, seed=run.random_state, hyperparameters=hp
         )
 
+    oracle.verbose = 0  # KerasTuner prints each trial's table to stdout; the trials are listed on the run
+
     class Stop(kt.errors.FatalError):
         """Carries a STOPS exception through KerasTuner, which swallows any other error of a trial."""
 
