@@ -38,3 +38,6 @@ def queue_on_commit(name: str, *args, **options) -> None:
     """Queue ``name(*args)`` once the current transaction commits (at once outside one), with
     ``apply_async`` options such as ``queue``."""
     transaction.on_commit(lambda: task(name).apply_async(args, **options))
+
+
+TUNE = "training.tune"

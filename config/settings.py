@@ -245,6 +245,7 @@ SPECTACULAR_SETTINGS = {
         "CycleStatusEnum": "active_learning.models.Cycle.Status",
         "SplitEnum": "annotation.models.Split",  # Item.split and the leakage move's target
         "ModelExportFormatEnum": "training.models.ModelExport.Format",
+        "TuningTrialStatusEnum": "training.models.TuningTrial.Status",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -377,4 +378,17 @@ CELERY_BEAT_SCHEDULE["deployment-rollup-and-retention"] = {
     "task": "deployment.rollup_and_expire",
     "schedule": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"]),
     "options": {"expires": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"])},
+}
+# Tuning runs (training/tuning.py): budgets above these are refused at launch, so a run stays within
+# what one 2-core worker can do in an afternoon; runs go to CONCORD_TRAINING["QUEUE"] like trainings.
+CONCORD_TUNING = {
+    "MAX_TRIALS": env_int("CONCORD_TUNING_MAX_TRIALS", 50),
+    "MAX_MINUTES": env_int("CONCORD_TUNING_MAX_MINUTES", 240),
+    "MAX_KERAS_EPOCHS": env_int("CONCORD_TUNING_MAX_KERAS_EPOCHS", 200),  # per trial
+    "HALVING_FACTOR": 3,
+}
+# The tuning reaper, beside the others (training/recovery.py: reap_tuning_runs).
+CELERY_BEAT_SCHEDULE["reap-tuning-runs"] = {
+    **CELERY_BEAT_SCHEDULE["reap-cycles"],
+    "task": "training.reap_tuning",
 }

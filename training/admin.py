@@ -64,3 +64,28 @@ class LeakageReportAdmin(ReadOnlyAdmin):
 class LeakageMoveAdmin(ReadOnlyAdmin):
     list_display = ["report", "group", "to_split", "by", "at"]
     list_select_related = ["report", "by"]
+
+
+@admin.register(models.TuningRun)
+class TuningRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "project",
+        "trainer",
+        "search",
+        "status",
+        "stage",
+        "model_version",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "trainer", "search", "project"]
+    search_fields = ["project__name", "project__slug", "error"]
+    list_select_related = ["project", "model_version", "created_by"]
+
+
+@admin.register(models.TuningTrial)
+class TuningTrialAdmin(ReadOnlyAdmin):
+    list_display = ["run", "number", "status", "seconds"]
+    list_filter = ["status"]
+    list_select_related = ["run"]

@@ -19,9 +19,9 @@ from annotation.api.errors import ConflictError, api_error
 from annotation.models import Role
 from annotation.text_rules import MAX_INT32
 
-from . import exports, services
+from . import exports, services, tuning
 from . import worknext as W
-from .models import ModelExport, ModelVersion, Promotion
+from .models import ModelExport, ModelVersion, Promotion, TuningRun, TuningTrial
 from .trainers import TRAINERS
 
 # --------------------------------------------------------------------------------------------
@@ -413,3 +413,134 @@ class ModelWorkNext(APIView):
             "rows": rows,
         }
         return Response(WorkNextSerializer(body).data)
+
+
+# Tuning runs (MLEs only: to anyone else the runs do not exist, 404)
+# --------------------------------------------------------------------------------------------
+
+
+@extend_schema_field({"type": "string", "pattern": f"^({'|'.join(TuningRun.Status.values)})$"})
+class TuningStatusField(serializers.CharField):
+    pass
+
+
+class TuningTrialSerializer(serializers.ModelSerializer):
+    accuracy = serializers.FloatField(read_only=True, allow_null=True, help_text="Dev (or out-of-fold) accuracy.")
+    dev_metrics = serializers.JSONField(read_only=True, help_text="{accuracy, n, method, resource?, epochs_run?}")
+    params = serializers.JSONField(read_only=True, help_text="Every hyperparameter of the trainer.")
+
+    class Meta:
+        model = TuningTrial
+        fields = ["number", "status", "params", "accuracy", "dev_metrics", "seconds", "error"]
+
+
+class TuningRunSerializer(serializers.ModelSerializer):
+    status = TuningStatusField(read_only=True, help_text="queued, running, then done, failed or cancelled.")
+    search = serializers.CharField(read_only=True)
+    stage = serializers.CharField(read_only=True)
+    project = serializers.IntegerField(source="project_id", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    space = serializers.JSONField(read_only=True)
+    best_trial = serializers.IntegerField(source="best_trial.number", read_only=True, allow_null=True, default=None)
+    model = serializers.SlugRelatedField(source="model_version", slug_field="short_id", read_only=True)
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TuningRun
+        fields = [
+            "id", "url", "project", "trainer", "search", "space", "budget_trials", "budget_minutes", "random_state",
+            "method", "status", "stage", "progress", "error", "cancel_requested", "attempts", "best_trial", "model",
+            "created_by", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_url(self, run) -> str:
+        return self.context["request"].build_absolute_uri(
+            reverse("training_api:tuning-run-detail", args=[run.project_id, run.pk])
+        )
+
+
+class TuningRunDetailSerializer(TuningRunSerializer):
+    trials = TuningTrialSerializer(many=True, read_only=True)
+
+    class Meta(TuningRunSerializer.Meta):
+        fields = [*TuningRunSerializer.Meta.fields, "trials"]
+
+
+class TuningRequestSerializer(serializers.Serializer):
+    trainer = serializers.ChoiceField(choices=list(TRAINERS))
+    search = serializers.ChoiceField(choices=TuningRun.Search.values)
+    space = serializers.DictField(help_text='{name: {"low", "high", "log"} | {"values": [...]} | number}')
+    budget_trials = serializers.IntegerField(min_value=1, max_value=MAX_INT32)
+    budget_minutes = serializers.IntegerField(min_value=1, max_value=MAX_INT32)
+    random_state = serializers.IntegerField(min_value=0, max_value=MAX_INT32, required=False)
+
+
+def mle_project(user, project_id):
+    """The project for one of its MLEs; 404 for anyone else (tuning runs are the MLEs' own)."""
+    project = project_for(user, project_id)
+    if project.role != Role.MLE:
+        raise NotFound("No such project.")
+    return project
+
+
+def _tuning_runs(project):
+    return (
+        TuningRun.objects.filter(project=project)
+        .select_related("created_by", "best_trial", "model_version")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def tuning_run_for(user, project_id, run_id):
+    run = _tuning_runs(mle_project(user, project_id)).filter(pk=run_id).first()
+    if run is None:
+        raise NotFound("No such tuning run.")
+    return run
+
+
+class ProjectTuningRuns(generics.ListCreateAPIView):
+    """Tuning runs of a project, newest first; an MLE launches one (MLEs only)."""
+
+    serializer_class = TuningRunSerializer
+
+    def get_queryset(self):
+        return _tuning_runs(mle_project(self.request.user, self.kwargs["project_id"]))
+
+    @extend_schema(
+        summary="Launch a tuning run",
+        description="Checks the search space and the budget (400 naming the bad key) and queues the run; "
+        "poll its detail for progress and trials.",
+        request=TuningRequestSerializer,
+        responses={202: TuningRunSerializer},
+    )
+    def post(self, request, project_id):
+        project = mle_project(request.user, project_id)
+        data = TuningRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            run = tuning.start_tuning(project, user=request.user, **data.validated_data)
+        except services.TrainingError as exc:
+            raise api_error(exc) from exc
+        return Response(self.get_serializer(_tuning_runs(project).get(pk=run.pk)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TuningRunDetail(APIView):
+    @extend_schema(summary="One tuning run with its trials", responses=TuningRunDetailSerializer)
+    def get(self, request, project_id, run_id):
+        run = tuning_run_for(request.user, project_id, run_id)
+        return Response(TuningRunDetailSerializer(run, context={"request": request}).data)
+
+
+class TuningRunCancel(APIView):
+    """Cancel a queued or running tuning run (409 when it has ended). A running one stops within
+    the trial it is in; the trials that finished stay listed."""
+
+    @extend_schema(request=None, responses={200: TuningRunSerializer})
+    def post(self, request, project_id, run_id):
+        run = tuning_run_for(request.user, project_id, run_id)
+        try:
+            tuning.cancel(run)
+        except services.TrainingError as exc:
+            raise api_error(exc) from exc
+        run = tuning_run_for(request.user, project_id, run_id)
+        return Response(TuningRunSerializer(run, context={"request": request}).data)

@@ -350,3 +350,121 @@ class LeakageMove(models.Model):
 
     def __str__(self):
         return f"group {self.group} of report {self.report_id} to {self.to_split}"
+
+
+class TuningRun(models.Model):
+    """A hyperparameter search of one trainer over a search space, within a budget, on a worker
+    (training/tuning.py queues and claims it, training/tuning_search.py searches). Its trials are
+    :class:`TuningTrial` rows; the best one is registered as a ModelVersion, not promoted."""
+
+    class Search(models.TextChoices):
+        RANDOM = "random", "Random search"
+        HYPERBAND = "hyperband", "Hyperband"
+        HALVING_RANDOM = "halving_random", "Successive halving (random candidates)"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Stage(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SNAPSHOT = "snapshot", "Freezing the labels"
+        LOADING = "loading", "Loading the data"
+        SEARCHING = "searching", "Searching"
+        REGISTERING = "registering", "Registering the best trial"
+        DONE = "done", "Done"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tuning_runs")
+    trainer = models.CharField(max_length=40)
+    search = models.CharField(max_length=16, choices=Search.choices)
+    space = models.JSONField(help_text="The checked search space: {hyperparameter: {fixed|range|choice}}.")
+    budget_trials = models.PositiveIntegerField(help_text="At most this many trials (candidates for halving).")
+    budget_minutes = models.PositiveIntegerField(help_text="The search stops starting trials after this long.")
+    random_state = models.PositiveIntegerField(default=0)
+    policy = models.JSONField(default=dict, blank=True, help_text="The snapshot policy asked for.")
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, null=True, blank=True, on_delete=models.RESTRICT, related_name="tuning_runs"
+    )
+    method = models.CharField(max_length=20, blank=True, help_text="dev or cross_validation, as training decides.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0..1, for the progress bar.")
+    error = models.TextField(blank=True)
+    run_token = models.CharField(max_length=32, blank=True, editable=False, help_text="The run allowed to write.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Times a worker has started this run.")
+    recoveries = models.PositiveIntegerField(
+        default=0, help_text="Times the reaper re-queued it after its worker stopped responding."
+    )
+    best_trial = models.ForeignKey("TuningTrial", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tuning_runs",
+        help_text="The best trial, registered (not promoted).",
+    )
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(search__in=["random", "hyperband", "halving_random"]), name="tuningrun_search_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed", "cancelled"]),
+                name="tuningrun_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="tuningrun_progress_in_0_1"),
+            models.CheckConstraint(condition=Q(budget_trials__gte=1), name="tuningrun_budget_trials_positive"),
+            models.CheckConstraint(condition=Q(budget_minutes__gte=1), name="tuningrun_budget_minutes_positive"),
+        ]
+        indexes = [models.Index(fields=["project", "status"], name="tuningrun_project_status")]
+
+    def __str__(self):
+        return f"tuning run {self.pk} of {self.trainer} ({self.status})"
+
+    @property
+    def is_active(self):
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class TuningTrial(models.Model):
+    """One evaluated set of hyperparameters of a tuning run, scored like a training run."""
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(TuningRun, on_delete=models.CASCADE, related_name="trials")
+    number = models.PositiveIntegerField(help_text="1, 2, ... in the order the trials ended.")
+    params = models.JSONField(help_text="Every hyperparameter of the trainer for this trial.")
+    dev_metrics = models.JSONField(
+        default=dict, blank=True, help_text="{accuracy, n, method, resource}: dev, or out-of-fold under K-fold."
+    )
+    seconds = models.FloatField(default=0.0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETED)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="tuningtrial_number_unique"),
+            models.CheckConstraint(condition=Q(status__in=["completed", "failed"]), name="tuningtrial_status_valid"),
+        ]
+
+    def __str__(self):
+        return f"trial {self.number} of tuning run {self.run_id}"
+
+    @property
+    def accuracy(self):
+        return (self.dev_metrics or {}).get("accuracy")

@@ -109,3 +109,34 @@ def reap_exports() -> dict:
 def reap() -> dict:
     """Both reapers; what they did, for the task's result and the log."""
     return {"models": reap_versions(), "exports": reap_exports()}
+
+
+def reap_tuning_runs() -> dict:
+    """Re-queue (or fail, after MAX_ATTEMPTS runs) tuning runs whose worker stopped. A re-queued
+    run starts its search over (training/tuning.py), on the snapshot it had frozen."""
+    from .models import TuningRun
+    from .services import stale_limit
+    from .tuning import enqueue
+
+    limit = stale_limit()
+    max_attempts = int(worker_settings()["MAX_ATTEMPTS"])
+    done = {"requeued": [], "failed": []}
+    running = TuningRun.Status.RUNNING
+    for pk in list(_stale(TuningRun, running, limit).values_list("pk", flat=True)):
+        with transaction.atomic():
+            run = _stale(TuningRun, running, limit).select_for_update(skip_locked=True).filter(pk=pk).first()
+            if run is None:
+                continue
+            attempt = run.recoveries + 2
+            note = lost_note(run.heartbeat_at, run.get_stage_display().lower(), attempt, max_attempts)
+            rows = TuningRun.objects.filter(pk=pk)
+            if attempt <= max_attempts:
+                rows.update(recoveries=attempt - 1, run_token="", heartbeat_at=timezone.now(), error=note)
+                transaction.on_commit(lambda pk=pk: enqueue(pk))
+                done["requeued"].append(pk)
+            else:
+                rows.update(status=TuningRun.Status.FAILED, error=f"{note} Start a new tuning run.",
+                            finished_at=timezone.now())  # fmt: skip
+                done["failed"].append(pk)
+            logger.warning("tuning run %s: %s", pk, note)
+    return done

@@ -43,3 +43,22 @@ def reap() -> dict:
     from .recovery import reap
 
     return reap()
+
+
+@shared_task(name="training.tune")
+def tune(tuning_run_id: int) -> str | None:
+    """Search one TuningRun, list its trials and register its best as a ModelVersion (not
+    promoted); progress, cancel and failure are written to the run (training/tuning.py). Safe to
+    run twice: a finished run is left alone, and of two deliveries only the last claim writes."""
+    from .tuning_search import run_tuning
+
+    return run_tuning(tuning_run_id)
+
+
+@shared_task(name="training.reap_tuning")
+def reap_tuning() -> dict:
+    """Re-queue tuning runs whose worker stopped responding, or fail them after ``MAX_ATTEMPTS``
+    runs (training/recovery.py). Celery beat runs it (config/settings.py)."""
+    from .recovery import reap_tuning_runs
+
+    return reap_tuning_runs()

@@ -24,3 +24,14 @@ urlpatterns = [
         name="leakage-move",
     ),
 ]
+urlpatterns += [
+    path("projects/<int:project_id>/tuning-runs/", api.ProjectTuningRuns.as_view(), name="project-tuning-runs"),
+    path(
+        "projects/<int:project_id>/tuning-runs/<int:run_id>/", api.TuningRunDetail.as_view(), name="tuning-run-detail"
+    ),
+    path(
+        "projects/<int:project_id>/tuning-runs/<int:run_id>/cancel/",
+        api.TuningRunCancel.as_view(),
+        name="tuning-run-cancel",
+    ),
+]

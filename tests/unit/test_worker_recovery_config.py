@@ -45,6 +45,7 @@ def test_beat_runs_both_reapers_as_often_as_configured():
     assert schedule == {
         "reap-trainings-and-exports": ["training.reap", 20.0, {"expires": 20.0}],
         "reap-cycles": ["active_learning.reap", 20.0, {"expires": 20.0}],
+        "reap-tuning-runs": ["training.reap_tuning", 20.0, {"expires": 20.0}],
     }
 
 
