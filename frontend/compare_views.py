@@ -23,12 +23,10 @@ PICKER_ROWS = 50
 def model_compare(request, slug):
     project = staff_project(request, slug)
     ids = request.GET.getlist("v")
-    choices = list(
-        ModelVersion.objects.ready()
-        .filter(project=project)
-        .defer("predictions")
-        .order_by("-created_at", "-pk")[:PICKER_ROWS]
-    )
+    # The newest versions, listed oldest first: the form sends the ticked ones in that order, so
+    # the reference (the first) is the oldest picked, the model the others try to improve on.
+    newest = ModelVersion.objects.ready().filter(project=project).defer("predictions")
+    choices = list(newest.order_by("-created_at", "-pk")[:PICKER_ROWS])[::-1]
     context = {**page_context(project), "choices": choices, "picked": ids, "max_compared": side_by_side.MAX_COMPARED}
     error = None
     if ids:
@@ -51,7 +49,7 @@ def model_compare(request, slug):
                 comparison=comparison,
                 summaries=summaries,
                 pairs=[(s, pairs.get(s["id"])) for s in summaries[1:]],
-                loss_chart=curve_charts.overlaid_curves([(s["id"], s["history"]) for s in summaries]),
+                loss_charts=curve_charts.overlaid_curves([(s["id"], s["history"]) for s in summaries]),
                 calibration_chart=curve_charts.overlaid_calibration([(s["id"], s["calibration"]) for s in summaries]),
                 class_rows=[
                     {**r, "cells": list(zip(r["recall"], r["f1"], strict=True))} for r in comparison["classes"]

@@ -143,7 +143,7 @@ def line_chart(series, *, title, x_label, y_label, log_x=False, marks=(), y_rang
                 )
     if legend:
         x = left
-        for s in drawn:
+        for s in (s for s in drawn if s.get("legend", True)):
             y = HEIGHT - 10
             dash = DASH if s.get("dashed") else ""
             parts.append(
@@ -216,27 +216,32 @@ def training_curves(history) -> tuple[SafeString, SafeString] | None:
     return loss, accuracy
 
 
-def overlaid_curves(named_histories) -> SafeString | None:
-    """Validation loss (solid) and training loss (dashed) of several versions on one chart;
-    ``named_histories`` is [(version id, history)]. Histories of another kind than the first's
-    (epochs against values of C) are left out: they share no x axis."""
-    usable = [(name, h) for name, h in named_histories if h and h.get("points")]
-    if not usable:
-        return None
-    kind = usable[0][1].get("kind")
-    series = []
-    for i, (name, h) in enumerate(x for x in usable if x[1].get("kind") == kind):
-        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
-        series.append({"name": f"{name} validation", "colour": colour, "points": _points(h, "val_loss")})
-        series.append({"name": f"{name} training", "colour": colour, "dashed": True, "points": _points(h, "loss")})
-    log_x = kind == "regularisation"
-    return line_chart(
-        series,
-        title="Loss by " + ("C" if log_x else "epoch") + ": validation solid, training dashed",
-        x_label="C (log scale)" if log_x else "epoch",
-        y_label="loss",
-        log_x=log_x,
-    )
+def overlaid_curves(named_histories) -> list[SafeString]:
+    """Validation loss (solid) and training loss (dashed) of several versions, one chart per kind
+    of history (epochs for Keras, values of C for the logistic regression: they share no x axis);
+    ``named_histories`` is [(version id, history)], colours follow that order."""
+    charts = []
+    usable = [(i, name, h) for i, (name, h) in enumerate(named_histories) if h and h.get("points")]
+    for kind in dict.fromkeys(h.get("kind") for _, _, h in usable):
+        series = []
+        for i, name, h in (u for u in usable if u[2].get("kind") == kind):
+            colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            series.append({"name": name, "colour": colour, "points": _points(h, "val_loss")})
+            series.append(
+                {"name": f"{name} training", "colour": colour, "dashed": True, "legend": False,
+                 "points": _points(h, "loss")}
+            )  # fmt: skip
+        log_x = kind == "regularisation"
+        charts.append(
+            line_chart(
+                series,
+                title="Loss by " + ("C" if log_x else "epoch") + ": validation solid, training dashed",
+                x_label="C (log scale)" if log_x else "epoch",
+                y_label="loss",
+                log_x=log_x,
+            )
+        )
+    return charts
 
 
 def overlaid_calibration(named_bins) -> SafeString | None:
