@@ -72,7 +72,7 @@ def test_curves_compare_and_a_promotion_that_needs_a_reason(page, base_url, demo
     expect(page).to_have_url(re.compile(rf"/models/compare/\?v={first.short_id}&v={cnn.short_id}$"))
     pair = page.locator(f'tr[data-pair="{cnn.short_id}"]')
     expect(pair.locator('[data-cell="pvalue"]')).to_have_text(re.compile(r"^[0-9.e-]+$"))
-    expect(page.locator('[data-chart="compare-loss"] svg')).to_be_visible()
+    expect(page.locator('[data-chart="compare-loss"] svg')).to_have_count(2)  # by C (logistic), by epoch (CNN)
     expect(page.locator('[data-chart="compare-calibration"] svg')).to_be_visible()
     # Add the second logistic model with the picker.
     page.locator(f'input[name="v"][value="{again.short_id}"]').check()
