@@ -2,13 +2,15 @@
 
 from django.urls import path
 
-from . import leakage_views, training_views, work_next_views
+from . import compare_views, leakage_views, training_views, work_next_views
 
 app_name = "training"
 
 urlpatterns = [
     path("projects/<slug:slug>/models/", training_views.model_list, name="model-list"),
     path("projects/<slug:slug>/models/status/", training_views.model_status, name="model-status"),
+    # Before model-detail: "compare" would otherwise read as a model id.
+    path("projects/<slug:slug>/models/compare/", compare_views.model_compare, name="model-compare"),
     path("projects/<slug:slug>/models/<slug:model_id>/", training_views.model_detail, name="model-detail"),
     path("projects/<slug:slug>/models/<slug:model_id>/promote/", training_views.model_promote, name="model-promote"),
     path("projects/<slug:slug>/models/<slug:model_id>/rollback/", training_views.model_rollback, name="model-rollback"),

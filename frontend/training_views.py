@@ -15,12 +15,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from annotation.models import Role
 from annotation.services.review import request_review
-from training import exports, services
+from training import compare, exports, services, side_by_side
 from training.api import NoteSerializer, bundle_file, download_response
 from training.models import ModelExport, ModelVersion, Promotion
 from training.trainers import TRAINERS
 
-from . import charts
+from . import charts, curve_charts
 from .staff import page_context, staff_project
 from .work_next_views import work_next_context
 
@@ -79,6 +79,7 @@ def model_list(request, slug):
             return redirect(reverse("training:model-list", args=[project.slug]))
     versions = list(
         ModelVersion.objects.filter(project=project)
+        .defer("predictions")  # per-item predictions: only the compare and detail pages read them
         .select_related("snapshot", "created_by")
         .order_by("-created_at", "-pk")[:MODEL_ROWS]
     )
@@ -179,12 +180,14 @@ def rollback_target(version):
     return previous if previous is not None and previous.status == ModelVersion.Status.READY else None
 
 
-def confirm_promote(version, current):
+def confirm_promote(version, current, concerns=None):
+    """``concerns`` (training.side_by_side.verdict's sentences) make the dialog ask for a reason."""
     return {
         "title": f"Promote model {version.short_id}?",
         "now": _served(current),
         "next": _served(version),
         "ok": "Promote",
+        "concerns": " ".join(concerns or []),
     }
 
 
@@ -286,8 +289,14 @@ def model_detail(request, slug, model_id):
                 for split, kind, title, hint in TOP_K_LISTS
             ],
             baselines=metrics.get("baselines") or {},
+            curves=curve_charts.training_curves(metrics.get("history")),
+            history=metrics.get("history"),
+            curve=compare.curve_summary(metrics.get("history")),
         )
         context.update(work_next_context(request, project, version, metrics))  # "where to work next"
+        current = ModelVersion.objects.filter(project=project, is_promoted=True).first()
+        context["current"] = current
+        context["verdict"] = side_by_side.verdict(version, current)
     if version.snapshot is not None:
         context["split_totals"] = [(split, sum(c.values())) for split, c in (version.snapshot.counts or {}).items()]
     context["status_url"] = reverse("training:model-status", args=[project.slug])
@@ -296,7 +305,7 @@ def model_detail(request, slug, model_id):
             context["confirm"] = confirm_rollback(version)
         else:
             current = ModelVersion.objects.filter(project=project, is_promoted=True).first()
-            context["confirm"] = confirm_promote(version, current)
+            context["confirm"] = confirm_promote(version, current, (context.get("verdict") or {}).get("concerns"))
     context["trainer_label"] = TRAINERS[version.trainer].label if version.trainer in TRAINERS else version.trainer
     context["exports"] = version.exports.select_related("override_by").order_by("-pk")
     context["exportable"] = (

@@ -8,7 +8,7 @@ current (Conflict), is 409. SMEs and MLEs read; MLEs train, promote and roll bac
 
 from django.http import FileResponse
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
@@ -19,7 +19,8 @@ from annotation.api.errors import ConflictError, api_error
 from annotation.models import Role
 from annotation.text_rules import MAX_INT32
 
-from . import exports, services, tuning
+from . import exports, services, side_by_side, tuning
+from . import metrics as M
 from . import worknext as W
 from .models import ModelExport, ModelVersion, Promotion, TuningRun, TuningTrial
 from .trainers import TRAINERS
@@ -544,3 +545,42 @@ class TuningRunCancel(APIView):
             raise api_error(exc) from exc
         run = tuning_run_for(request.user, project_id, run_id)
         return Response(TuningRunSerializer(run, context={"request": request}).data)
+
+
+# Versions side by side
+# --------------------------------------------------------------------------------------------
+
+
+class ComparisonSerializer(serializers.Serializer):
+    reference = serializers.CharField(help_text="The first version named: every pair is measured against it.")
+    versions = serializers.JSONField(
+        help_text="Per version: id, trainer, accuracy, macro_f1, ece, test_accuracy, majority_accuracy, hlp, "
+        "gap_to_hlp, has_predictions, history (the learning curve), curve (its lowest validation loss), calibration."
+    )
+    classes = serializers.JSONField(help_text="[{name, recall: [per version], f1: [per version]}]")
+    slices = serializers.JSONField(help_text="[{slice, accuracy: [...], hlp: [...], gap: [...]}], per version.")
+    pairs = serializers.JSONField(
+        help_text="Each later version against the reference on their shared evaluation items: {a, b, available, "
+        "n, accuracy_a, accuracy_b, difference, table, statistic, pvalue, method, beyond_noise, better, "
+        "relabelled}, or {available: false, reason} for versions without stored predictions."
+    )
+
+
+class ProjectModelCompare(APIView):
+    """Two to six ready versions of a project side by side (SMEs and MLEs), each later one paired
+    with the first by McNemar's test on their shared evaluation items."""
+
+    @extend_schema(
+        summary="Compare model versions",
+        parameters=[
+            OpenApiParameter("v", str, many=True, required=True, description="A model id; give two to six: ?v=a&v=b")
+        ],
+        responses=ComparisonSerializer,
+    )
+    def get(self, request, project_id):
+        project = project_for(request.user, project_id, roles=STAFF_ROLES)
+        try:
+            versions = side_by_side.chosen_versions(project, request.query_params.getlist("v"))
+        except services.TrainingError as exc:
+            raise api_error(exc) from exc
+        return Response(M.json_safe(side_by_side.compare_versions(versions)))

@@ -307,4 +307,17 @@ def evaluate_model(version, project, data, model, names, eval_rows, eval_proba, 
         "train": train_block,
         "test": test_block,
         "fit": {"epochs_run": getattr(model, "epochs_run_", None), "image_size": size or None},
+        # Per-item predictions on the evaluation items, as class ids (training/side_by_side.py
+        # pairs two versions on them); runs.py moves this block to ModelVersion.predictions.
+        "predictions": _predictions(version, data, eval_rows, pred, majority),
+    }
+
+
+def _predictions(version, data, eval_rows, pred, majority) -> dict:
+    ids = np.array([c["id"] for c in version.snapshot.classes], dtype=np.int64)
+    return {
+        "item_ids": data.item_ids[eval_rows].astype(np.int64).tolist(),
+        "predicted": ids[np.asarray(pred, dtype=np.int64)].tolist(),
+        "label": ids[data.y[eval_rows]].tolist(),
+        "majority": int(ids[majority]),
     }

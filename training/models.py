@@ -151,6 +151,16 @@ class ModelVersion(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     is_promoted = models.BooleanField(default=False, help_text="The project's current model.")
+    # Learning history (training/trainers.py) lives in metrics["history"]; these carry the latest
+    # loss to the progress bar while it trains, and the per-item evaluation predictions that let
+    # two versions be compared with a cheap join (training/side_by_side.py).
+    loss = models.FloatField(null=True, blank=True, help_text="Latest training loss (live, while training).")
+    val_loss = models.FloatField(null=True, blank=True, help_text="Latest validation loss (live).")
+    predictions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Evaluation items: {item_ids, predicted, label, majority} (class ids), for comparisons.",
+    )
 
     objects = ModelVersionQuerySet.as_manager()
 

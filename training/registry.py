@@ -14,6 +14,7 @@ from annotation.access import acting_user
 from annotation.models import Project
 from config import queueing
 
+from . import side_by_side
 from .conf import ERROR_CHARS, MAX_SEED, training_settings
 from .datasets import check_policy
 from .errors import Conflict, TrainingError, checked_note
@@ -119,7 +120,11 @@ def fail_stale_versions(project) -> int:
 @transaction.atomic
 def promote(version: ModelVersion, *, user=None, note: str = "") -> Promotion | None:
     """Make a ready version the project's current model; records a Promotion. Promoting the
-    current model again changes nothing and returns None."""
+    current model again changes nothing and returns None.
+
+    A model not shown to beat the majority-class baseline and the current model beyond noise
+    (training/side_by_side.py: McNemar's test on the shared evaluation items) is promoted only
+    with a reason in ``note``; without one, TrainingError on ``note`` names the concerns."""
     Project.objects.select_for_update().filter(pk=version.project_id).first()  # one change at a time
     version.refresh_from_db()
     if version.status != ModelVersion.Status.READY:
@@ -127,6 +132,10 @@ def promote(version: ModelVersion, *, user=None, note: str = "") -> Promotion | 
     current = ModelVersion.objects.filter(project_id=version.project_id, is_promoted=True).first()
     if current is not None and current.pk == version.pk:
         return None
+    note = checked_note(note)
+    concerns = side_by_side.verdict(version, current)["concerns"]
+    if concerns and not note:
+        raise TrainingError("A reason is required to promote this model. " + " ".join(concerns), "note")
     if current is not None:
         ModelVersion.objects.filter(pk=current.pk).update(is_promoted=False)
     ModelVersion.objects.filter(pk=version.pk).update(is_promoted=True)

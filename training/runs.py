@@ -77,14 +77,17 @@ class Run:
         self.stage, self._stage_started = stage, now
         self.write(stage=stage, progress=STAGE_SPAN[stage][0] if stage in STAGE_SPAN else 1.0)
 
-    def advance(self, fraction, epoch=None, epochs=None, force=False):
-        """Progress within the current stage (0..1); written at most every half second."""
+    def advance(self, fraction, epoch=None, epochs=None, force=False, model=None):
+        """Progress within the current stage (0..1); written at most every half second. With the
+        fitting ``model``, its latest training and validation loss go to the progress bar too."""
         if not force and time.perf_counter() - self.last_write < PROGRESS_EVERY_SECONDS:
             return
         low, high = STAGE_SPAN[self.stage]
         fields = {"progress": min(max(low + (high - low) * float(fraction), 0.0), 1.0)}
         if epochs is not None:
             fields.update(epoch=epoch, epochs=epochs)
+        if model is not None:
+            fields.update(model.latest_losses())
         self.write(**fields)
 
 
@@ -106,6 +109,8 @@ def claim(version_id: int) -> Run | None:
             progress=0.0,
             epoch=None,
             epochs=None,
+            loss=None,
+            val_loss=None,
         )  # ``error`` keeps the reaper's note ("re-queued, attempt 2 of 3") while it trains again
         version.refresh_from_db()
     return Run(version, token)
@@ -204,11 +209,11 @@ def _train(run: Run) -> Path:
         eval_rows = pool
         eval_proba = np.zeros((len(pool), k))
         for f, (fit_idx, held_idx) in enumerate(folds):
-
-            def fold_progress(fraction, epoch=None, epochs=None, f=f):
-                run.advance((f + fraction) / steps)
-
             fold_model = _new_trainer(version, k, project.data_kind)
+
+            def fold_progress(fraction, epoch=None, epochs=None, f=f, fold_model=fold_model):
+                run.advance((f + fraction) / steps, model=fold_model)
+
             if np.unique(data.y[pool[fit_idx]]).size < 2:
                 raise TrainingError("a cross-validation fold holds labels of one class only; label more items")
             fold_model.fit(data.inputs(pool[fit_idx], size), data.y[pool[fit_idx]], progress=fold_progress)
@@ -216,14 +221,14 @@ def _train(run: Run) -> Path:
             run.advance((f + 1) / steps, force=True)
 
         def final_progress(fraction, epoch=None, epochs=None):
-            run.advance((steps - 1 + fraction) / steps, epoch, epochs)
+            run.advance((steps - 1 + fraction) / steps, epoch, epochs, model=model)
 
         model.fit(data.inputs(pool, size), data.y[pool], progress=final_progress)
         fit_rows = pool
     else:
 
         def progress(fraction, epoch=None, epochs=None):
-            run.advance(fraction, epoch, epochs, force=epochs is not None)
+            run.advance(fraction, epoch, epochs, force=epochs is not None, model=model)
 
         model.fit(data.inputs(train, size), data.y[train], data.inputs(dev, size), data.y[dev], progress=progress)
         eval_rows = dev
@@ -245,12 +250,15 @@ def _train(run: Run) -> Path:
     run.timings[run.stage] = round(time.perf_counter() - run._stage_started, 3)
     run.timings["total"] = round(time.perf_counter() - started, 3)
     report["timings"] = run.timings
+    report["history"] = getattr(model, "history_", None)  # the final model's learning history
+    predictions = report.pop("predictions", None) or {}
     registered = run._mine().update(
         status=ModelVersion.Status.READY,
         stage=ModelVersion.Stage.DONE,
         progress=1.0,
         artifact=str(relative),
         metrics=M.json_safe(report),
+        predictions=M.json_safe(predictions),
         timings=run.timings,
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
@@ -286,4 +294,6 @@ def progress_payload(version: ModelVersion) -> dict:
         "epochs": version.epochs,
         "error": version.error,
         "accuracy": version.headline_accuracy,
+        "loss": version.loss,
+        "val_loss": version.val_loss,
     }

@@ -96,6 +96,55 @@ class Trainer:
     # Artifacts are written through this attribute, so a test can stand in a dying writer.
     _atomic_write = staticmethod(atomic_write)
 
+    def latest_losses(self) -> dict:
+        """{"loss": ..., "val_loss": ...} of the newest point of ``history_`` (None where absent)."""
+        series = (getattr(self, "history_", None) or {}).get("series") or {}
+        return {key: (series.get(key) or [None])[-1] for key in ("loss", "val_loss")}
+
+
+HISTORY_SERIES = ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate")
+
+
+def new_history(kind: str, x: str, validation: str | None) -> dict:
+    """An empty learning history: ``points`` are the x values (epochs 1..n, or values of C);
+    ``series`` maps loss / val_loss / accuracy / val_accuracy / learning_rate to lists aligned with
+    ``points`` (None where a value is undefined); ``best`` is the point of lowest validation loss;
+    ``early_stopping`` says whether and when it fired (Keras only)."""
+    return {
+        "kind": kind,
+        "x": x,
+        "validation": validation,
+        "points": [],
+        "series": {key: [] for key in HISTORY_SERIES},
+        "best": None,
+        "early_stopping": None,
+    }
+
+
+def _finite(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def mark_best(history: dict) -> dict:
+    """Set ``history["best"]`` to the point of lowest validation loss (the first one on ties)."""
+    val = history["series"].get("val_loss") or []
+    finite = [(v, i) for i, v in enumerate(val) if v is not None]
+    if finite:
+        value, i = min(finite)
+        history["best"] = {"index": i, "x": history["points"][i], "val_loss": value}
+    return history
+
+
+def _log_loss(y, proba) -> float:
+    """Mean cross-entropy of labels ``y`` (N,) under ``proba`` (N, K), probabilities clipped at
+    1e-15 so a class the model never saw costs a finite amount."""
+    p = np.clip(proba[np.arange(len(y)), y], 1e-15, 1.0)
+    return float(-np.log(p).mean())
+
 
 def check_hyperparameters(trainer_name: str, given: dict | None) -> dict:
     """The trainer's hyperparameters: its defaults updated with ``given``, each checked.
@@ -163,17 +212,88 @@ class SklearnLogReg(Trainer):
         X = np.asarray(X, dtype=np.float32)
         return X.reshape(X.shape[0], -1)
 
+    # The validation curve's values of C, as multiples of the chosen C (1.0 is the model kept).
+    CURVE_FACTORS = (0.01, 0.1, 1.0, 10.0, 100.0)
+    # Iterations of each warm-started curve point (the kept model gets max_iter): the curve's
+    # large-C end, which converges slowly, stays a picture of the trend, not of an optimum.
+    CURVE_MAX_ITER = 100
+
     def fit(self, X, y, X_dev=None, y_dev=None, progress=None):
+        """Fit the pipeline at the chosen C. With a dev split, also fit the classifier at the other
+        ``CURVE_FACTORS`` x C on the same features (the transformers are fitted once, each point
+        warm-started from its neighbour) and record training and dev loss and accuracy at each: the
+        model kept is exactly the plain fit at 1.0 x C."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.pipeline import Pipeline
+
         y = np.asarray(y, dtype=np.int64)
         if np.unique(y).size < 2:
             raise ValueError("the training labels hold fewer than two classes")
         if progress:
             progress(0.0, None, None)
-        self.pipeline_ = self._pipeline().fit(self._features(X), y)
+        has_dev = X_dev is not None and len(X_dev) > 0
+        self.history_ = new_history("regularisation", "C", "dev" if has_dev else None)
+        template = self._pipeline()
+        features = Pipeline(template.steps[:-1])
+        Xt = features.fit_transform(self._features(X), y)
+        Xd = features.transform(self._features(X_dev)) if has_dev else None
+        y_dev = np.asarray(y_dev, dtype=np.int64) if has_dev else None
+        chosen = self.hyperparameters["C"]
+        # The model kept first, fitted cold exactly as a plain fit; then outwards along C on each
+        # side, each fit warm-started from its neighbour's coefficients (the same optimum of a
+        # strictly convex loss, reached in a fraction of the iterations).
+        below = sorted((f for f in self.CURVE_FACTORS if f < 1.0), reverse=True) if has_dev else []
+        above = sorted(f for f in self.CURVE_FACTORS if f > 1.0) if has_dev else []
+        total = 1 + len(below) + len(above)
+        kept = clone_with_c(template.steps[-1][1], chosen).fit(Xt, y)  # warnings as a plain fit gives them
+        points = {1.0: kept}
+        if progress:
+            progress(1 / total, None, None)
+        for side in (below, above):
+            previous = kept
+            for factor in side:
+                clf = clone_with_c(template.steps[-1][1], min(max(chosen * factor, 1e-6), 1e6))
+                clf.set_params(warm_start=True, max_iter=min(self.hyperparameters["max_iter"], self.CURVE_MAX_ITER))
+                clf.coef_, clf.intercept_ = previous.coef_.copy(), previous.intercept_.copy()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    clf.fit(Xt, y)
+                points[factor] = previous = clf
+                if progress:
+                    progress(len(points) / total, None, None)
+        for factor in sorted(points):
+            self._record_point(points[factor], Xt, y, Xd, y_dev)
+        mark_best(self.history_)
+        self.history_["chosen"] = chosen
+        self.history_["n_iter"] = int(np.max(kept.n_iter_))
+        self.pipeline_ = Pipeline([*features.steps, (template.steps[-1][0], kept)])
         self.classes_ = self.pipeline_.classes_.astype(np.int64)
         if progress:
             progress(1.0, None, None)
         return self
+
+    def _record_point(self, clf, Xt, y, Xd, y_dev):
+        def full(P):
+            out = np.zeros((P.shape[0], self.n_classes))
+            out[:, clf.classes_] = P
+            return out
+
+        history = self.history_
+        history["points"].append(float(clf.C))
+        train = full(clf.predict_proba(Xt))
+        series = history["series"]
+        series["loss"].append(_log_loss(y, train))
+        series["accuracy"].append(float((train.argmax(axis=1) == y).mean()))
+        series["learning_rate"].append(None)
+        if Xd is None:
+            series["val_loss"].append(None)
+            series["val_accuracy"].append(None)
+        else:
+            dev = full(clf.predict_proba(Xd))
+            series["val_loss"].append(_log_loss(y_dev, dev))
+            series["val_accuracy"].append(float((dev.argmax(axis=1) == y_dev).mean()))
 
     def predict_proba(self, X) -> np.ndarray:
         n = len(X)
@@ -226,6 +346,12 @@ class SklearnLogReg(Trainer):
         return model
 
 
+def clone_with_c(clf, C):
+    from sklearn.base import clone
+
+    return clone(clf).set_params(C=C)
+
+
 # --------------------------------------------------------------------------------------------
 # Keras: a small convolutional network (TensorFlow imported lazily)
 # --------------------------------------------------------------------------------------------
@@ -245,6 +371,23 @@ def _keras(n_threads: int = 0):
         except RuntimeError:
             pass  # already set once TensorFlow has started in this process
     return keras
+
+
+def _history_callback(keras, history):
+    """A Keras callback appending each epoch's logs and learning rate to ``history``."""
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            history["points"].append(epoch + 1)
+            series = history["series"]
+            for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+                series[key].append(_finite(logs.get(key)))
+            rate = self.model.optimizer.learning_rate  # a float32 variable: 7 significant digits
+            rate = _finite(rate.numpy() if hasattr(rate, "numpy") else rate)
+            series["learning_rate"].append(None if rate is None else float(f"{rate:.7g}"))
+
+    return Recorder()
 
 
 class KerasCNN(Trainer):
@@ -325,15 +468,21 @@ class KerasCNN(Trainer):
                 order = np.random.default_rng(self.random_state).permutation(len(X))
                 cut = max(1, len(X) // 10)
                 X_dev, y_dev, X, y = X[order[:cut]], y[order[:cut]], X[order[cut:]], y[order[cut:]]
+            validation = "held-out 10% of the training data" if X_dev is not None else None
         else:
             X_dev = self._images(X_dev)
             y_dev = np.asarray(y_dev, dtype=np.int64)
+            validation = "dev"
         epochs = hp["epochs"]
-        callbacks = []
+        self.history_ = new_history("epochs", "epoch", validation)
+        # The recorder runs first, so the progress callback below can read this epoch's loss.
+        callbacks = [_history_callback(keras, self.history_)]
+        stopper = None
         if X_dev is not None:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp["patience"], restore_best_weights=True)
+            stopper = keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=hp["patience"], restore_best_weights=True
             )
+            callbacks.append(stopper)
         if progress is not None:
 
             class Progress(keras.callbacks.Callback):
@@ -353,6 +502,16 @@ class KerasCNN(Trainer):
             verbose=0,
         )
         self.epochs_run_ = len(history.history.get("loss", []))
+        mark_best(self.history_)
+        if stopper is not None:
+            fired = int(stopper.stopped_epoch) > 0
+            self.history_["early_stopping"] = {
+                "fired": fired,
+                "stopped_epoch": int(stopper.stopped_epoch) + 1 if fired else None,
+                "patience": hp["patience"],
+                # Keras restores the best weights at the end of training, fired or not.
+                "restored_epoch": int(stopper.best_epoch) + 1 if stopper.best_weights is not None else None,
+            }
         if progress is not None:
             progress(1.0, self.epochs_run_, epochs)
         return self

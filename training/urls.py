@@ -8,6 +8,7 @@ app_name = "training_api"
 
 urlpatterns = [
     path("projects/<int:project_id>/models/", api.ProjectModels.as_view(), name="project-models"),
+    path("projects/<int:project_id>/models/compare/", api.ProjectModelCompare.as_view(), name="project-models-compare"),
     path("projects/<int:project_id>/promotions/", api.ProjectPromotions.as_view(), name="project-promotions"),
     path("models/<slug:model_id>/", api.ModelDetail.as_view(), name="model-detail"),
     path("models/<slug:model_id>/promote/", api.ModelPromote.as_view(), name="model-promote"),

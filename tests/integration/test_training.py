@@ -341,8 +341,8 @@ def test_promote_and_rollback_walk_back_through_the_record(project, mle):
         return list(ModelVersion.objects.filter(project=project, is_promoted=True).values_list("short_id", flat=True))
 
     services.promote(a, user=mle)
-    services.promote(b, user=mle)
-    services.promote(c, user=mle)
+    services.promote(b, user=mle, note="the same labels again")  # no better beyond noise: a reason
+    services.promote(c, user=mle, note="the same labels again")
     assert services.promote(c, user=mle) is None  # already current: nothing recorded
     assert current() == [c.short_id]
     services.rollback(c, user=mle)

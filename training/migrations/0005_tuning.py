@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('annotation', '0009_tags'),
-        ('training', '0003_worker_recovery'),
+        ('training', '0004_history'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -18,6 +18,15 @@
       ["title", "now", "next", "ok"].forEach(function (name) {
         dialog.querySelector('[data-confirm-field="' + name + '"]').textContent = form.getAttribute("data-confirm-" + name);
       });
+      // A model that does not beat its baselines beyond noise is promoted only with a reason.
+      var concerns = form.getAttribute("data-confirm-concerns") || "";
+      var concernsBox = dialog.querySelector('[data-confirm-field="concerns"]');
+      concernsBox.textContent = concerns;
+      concernsBox.hidden = !concerns;
+      dialog.querySelector('textarea[name="note"]').required = !!concerns;
+      dialog.querySelector("[data-confirm-note-label]").textContent = concerns
+        ? "Reason for promoting it anyway (required, at most 500 characters)"
+        : "Note for the record (optional, at most 500 characters)";
       confirmForm.action = form.action;
       var next = form.querySelector('input[name="next"]');
       dialog.querySelector("[data-confirm-next]").value = next ? next.value : "";
@@ -39,9 +48,17 @@
     return Math.round(x * 100) + "%";
   }
 
+  // The live loss of the newest epoch (or point of the validation curve), when the worker sent one.
+  function losses(m) {
+    if (m.loss === null || m.loss === undefined) return "";
+    var text = " · loss " + m.loss.toFixed(3);
+    if (m.val_loss !== null && m.val_loss !== undefined) text += " / val " + m.val_loss.toFixed(3);
+    return text;
+  }
+
   function show(bar, m) {
     bar.querySelector("progress").value = m.progress;
-    var text = m.stage_label + (m.epochs ? " · epoch " + (m.epoch || 0) + "/" + m.epochs : "") + " · " + percent(m.progress);
+    var text = m.stage_label + (m.epochs ? " · epoch " + (m.epoch || 0) + "/" + m.epochs : "") + losses(m) + " · " + percent(m.progress);
     bar.querySelector("[data-progress-text]").textContent = text;
     if (m.status === "training") return;
     bar.setAttribute("data-status", m.status);
