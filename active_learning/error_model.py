@@ -18,30 +18,30 @@ three right answers, ``C`` is chosen from :data:`CS` by stratified inner cross-v
 log loss; otherwise ``C = FIXED_C`` (strong: a few errors should move the scores a little).
 
 Calibration. A logistic regression fit by maximum likelihood with an unpenalised intercept
-(scikit-learn's ``lbfgs``) predicts on its training rows a mean chance of "wrong" equal to the
-observed error rate, and the log-loss choice of ``C`` keeps it from being over-confident; so
-``predict_wrong_proba`` reads as a probability and ``>= 0.5`` as "predicted wrong".
+(scikit-learn's objective, solved by Newton's method in :class:`_Logistic`) predicts on its
+training rows a mean chance of "wrong" equal to the observed error rate, and the log-loss choice
+of ``C`` keeps it from being over-confident; so ``predict_wrong_proba`` reads as a probability
+and ``>= 0.5`` as "predicted wrong".
 
 Fallback. With fewer than :data:`MIN_ERRORS` wrong (or right) held-out predictions there is
 nothing to learn: :attr:`ErrorModel.fallback_` says why, and :meth:`ErrorModel.score` ranks by
 margin uncertainty instead; never a constant score that would pick items in id order.
 
-Score. :meth:`ErrorModel.score` is the chance of "wrong" times the margin uncertainty ``1 - (p1 -
-p2)``: among the items the error model flags, the ones the model is least sure of first (on the
-benchmark the product needed fewer labels than either factor alone; see benchmarks/RESULTS.md).
+Selection. :meth:`ErrorModel.selector` combines it with uncertainty: of the ``SHORTLIST x k``
+items with the smallest margins, the ``k`` most likely wrong. On the tuning split of the benchmark
+(digits, split seed 100) ranking the whole pool by the chance of "wrong" (AUC 0.711) or by its
+product with margin uncertainty (0.747) lost to margin alone (0.854): the error model's top items
+crowd into one confused region; the shortlist keeps margin's spread and gained on the product
+(0.825 with a shortlist of 2 x k, 0.803 with 3 x k). See benchmarks/RESULTS.md for the reporting splits.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy.special import entr
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+from scipy.special import entr, expit
 from sklearn.model_selection import StratifiedKFold
 
-from .strategies import _check_features, _check_proba
+from .strategies import _check_features, _check_proba, select_top
 
 __all__ = ["ErrorModel", "Standardiser", "error_model_scores", "uncertainty_features"]
 
@@ -52,6 +52,7 @@ FIXED_C = 0.1
 N_COMPONENTS = 3
 PCA_SAMPLE = 20_000  # rows the projection is fit on (a seeded sample of pool + labeled)
 CHUNK = 16384  # pool rows scored at a time
+SHORTLIST = 2  # the error model picks k of the SHORTLIST * k smallest margins
 
 
 def uncertainty_features(proba) -> np.ndarray:
@@ -165,19 +166,43 @@ class ErrorModel:
         for start in range(0, x.shape[0], CHUNK):
             rows = slice(start, start + CHUNK)
             design = self.inputs_.transform(self._design(x[rows], p[rows]))
-            out[rows] = self.model_.predict_proba(design)[:, 1]
+            out[rows] = self.model_.predict_proba(design)
         return out
 
-    def score(self, features, proba) -> np.ndarray:
-        """``(N,)`` selection scores: chance of "wrong" x margin uncertainty; margin uncertainty on fallback."""
+    def _unsure(self, proba, unsure_proba):
         p = _check_proba(proba, "pool_proba")
-        unsure = np.empty(p.shape[0])
-        for start in range(0, p.shape[0], CHUNK):
+        u = p if unsure_proba is None else _check_proba(unsure_proba, "unsure_proba")
+        if u.shape != p.shape:
+            raise ValueError(f"unsure_proba has shape {u.shape} but pool_proba has {p.shape}")
+        unsure = np.empty(u.shape[0])
+        for start in range(0, u.shape[0], CHUNK):
             rows = slice(start, start + CHUNK)
-            unsure[rows] = _margin_uncertainty(np.clip(p[rows], 0.0, 1.0))
-        if self.model_ is None:
-            return unsure
-        return self.predict_wrong_proba(features, p) * unsure
+            unsure[rows] = _margin_uncertainty(np.clip(u[rows], 0.0, 1.0))
+        return p, unsure
+
+    def score(self, features, proba, unsure_proba=None) -> np.ndarray:
+        """``(N,)`` the chance of "wrong" (read from ``proba``, as the labeled rows were predicted);
+        on fallback the margin uncertainty ``1 - (p1 - p2)`` of ``unsure_proba`` (default ``proba``)."""
+        p, unsure = self._unsure(proba, unsure_proba)
+        return unsure if self.model_ is None else self.predict_wrong_proba(features, p)
+
+    def selector(self, features, proba, unsure_proba=None):
+        """A selector ``(k, taken) -> (indices, scores)`` for :func:`strategies.mix`: of the
+        ``SHORTLIST * k`` items (not ``taken``) with the largest margin uncertainty of
+        ``unsure_proba`` (the model that will learn from the labels; default ``proba``), the ``k``
+        most likely wrong, scored by that chance; by margin alone on fallback."""
+        p, unsure = self._unsure(proba, unsure_proba)
+        chance = None if self.model_ is None else self.predict_wrong_proba(features, p)
+
+        def select(k: int, taken: np.ndarray):
+            if chance is None:
+                idx = select_top(unsure, k, exclude=taken)
+                return idx, unsure[idx]
+            shortlist = select_top(unsure, SHORTLIST * k, exclude=taken)
+            idx = shortlist[np.lexsort((shortlist, -chance[shortlist]))][:k]
+            return idx, chance[idx]
+
+        return select
 
     def report(self) -> dict:
         """JSON-safe facts for the cycle page."""
@@ -220,11 +245,54 @@ def _fallback_reason(n_wrong: int, n_right: int) -> str | None:
     return None
 
 
-def _fit(x: np.ndarray, wrong: np.ndarray, c: float) -> LogisticRegression:
-    with warnings.catch_warnings():
-        # A perfectly separable tiny sample stops at max_iter; the regularised fit is still usable.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return LogisticRegression(C=c, max_iter=1000).fit(x, wrong)
+class _Logistic:
+    """Binary L2-penalised logistic regression by Newton's method: the objective of scikit-learn's
+    ``LogisticRegression(C)`` (log loss summed over rows + ``||w||^2 / (2 C)``, intercept not
+    penalised), solved exactly in a few steps. The error model has at most a dozen inputs, where
+    scikit-learn's per-fit overhead (~15 ms) would dominate the inner cross-validation."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray, c: float) -> _Logistic:
+        x1 = np.hstack([np.ones((x.shape[0], 1)), x])
+        y = y.astype(float)
+        penalty = np.full(x1.shape[1], 1.0 / c)
+        penalty[0] = 0.0
+        theta = np.zeros(x1.shape[1])
+        mean = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+        theta[0] = np.log(mean / (1 - mean))
+
+        def loss(t):
+            z = x1 @ t
+            return np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * t * t)
+
+        current = loss(theta)
+        for _ in range(100):
+            p = expit(x1 @ theta)
+            grad = x1.T @ (p - y) + penalty * theta
+            hess = (x1 * (p * (1 - p))[:, None]).T @ x1 + np.diag(penalty) + 1e-10 * np.eye(x1.shape[1])
+            step = np.linalg.solve(hess, grad)
+            scale = 1.0
+            while scale > 1e-6:  # backtracking: a Newton step may overshoot on near-separable data
+                trial = theta - scale * step
+                value = loss(trial)
+                if value <= current:
+                    break
+                scale /= 2
+            else:
+                break
+            theta, converged = trial, current - value < 1e-12 * max(1.0, abs(current))
+            current = value
+            if converged or np.max(np.abs(scale * step)) < 1e-10:
+                break
+        self.intercept_, self.coef_ = float(theta[0]), theta[1:]
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """``(N,)`` chance of the positive class."""
+        return expit(x @ self.coef_ + self.intercept_)
+
+
+def _fit(x: np.ndarray, wrong: np.ndarray, c: float) -> _Logistic:
+    return _Logistic().fit(x, wrong, c)
 
 
 def _choose_c(x: np.ndarray, wrong: np.ndarray, n_splits: int, random_state) -> float:
@@ -234,7 +302,7 @@ def _choose_c(x: np.ndarray, wrong: np.ndarray, n_splits: int, random_state) -> 
     for c in CS:
         loss = 0.0
         for train, test in folds:
-            p = np.clip(_fit(x[train], wrong[train], c).predict_proba(x[test])[:, 1], 1e-12, 1 - 1e-12)
+            p = np.clip(_fit(x[train], wrong[train], c).predict_proba(x[test]), 1e-12, 1 - 1e-12)
             loss -= np.sum(np.where(wrong[test], np.log(p), np.log1p(-p)))
         losses.append(loss)
     return float(CS[int(np.argmin(losses))])
@@ -243,9 +311,9 @@ def _choose_c(x: np.ndarray, wrong: np.ndarray, n_splits: int, random_state) -> 
 def error_model_scores(
     labeled_features, labeled_proba, labeled_y, pool_features, pool_proba, *, n_folds: int = 5, random_state=None
 ) -> np.ndarray:
-    """``(P,)`` selection scores of the pool by :class:`ErrorModel` (fit on the labeled side,
-    standardised on labeled + pool); shapes as in :meth:`ErrorModel.fit`. Falls back to margin
-    uncertainty when the error model cannot be trained (see ``ErrorModel.fallback_``)."""
+    """``(P,)`` the chance that the model is wrong on each pool item, by :class:`ErrorModel` (fit on
+    the labeled side, standardised on labeled + pool); shapes as in :meth:`ErrorModel.fit`. The
+    margin uncertainty instead when the error model cannot be trained (see ``fallback_``)."""
     pp = _check_proba(pool_proba, "pool_proba")
     lp = _check_proba(labeled_proba, "labeled_proba")
     if pp.shape[1] != lp.shape[1]:

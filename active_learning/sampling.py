@@ -52,6 +52,9 @@ class Labeled:
     proba: np.ndarray  # (L, K) out-of-sample probabilities
     y: np.ndarray  # (L,) class indices
     centers: np.ndarray | None = None  # (C, D) embeddings of every labeled item, for diversity
+    # (P, K) the pool as scored by the models that made ``proba`` (out-of-fold: the fold models'
+    # mean); None when that is the model that scored the pool (dev predictions).
+    pool_proba: np.ndarray | None = None
 
 
 def parse_weights(text: str) -> tuple[tuple[str, float], ...]:
@@ -128,9 +131,14 @@ def _component(name, pool_proba, pool_features, labeled, random_state, notes):
         raise ValueError(f"{name} needs the pool's features and the labeled set")
     if name == "error_model":
         model = ErrorModel(random_state=random_state).fit(labeled.features, labeled.proba, labeled.y, pool_features)
+        seen_as = pool_proba if labeled.pool_proba is None else np.asarray(labeled.pool_proba, dtype=float)
+        if seen_as.shape != pool_proba.shape:
+            raise ValueError(
+                f"labeled.pool_proba has shape {seen_as.shape}, the pool's probabilities {pool_proba.shape}"
+            )
         notes["error_model"] = model.report()
-        notes["_error_model"] = model
-        return model.score(pool_features, pool_proba)
+        notes["_error_model"] = (model, seen_as)
+        return model.selector(pool_features, seen_as, unsure_proba=pool_proba)
     if name in ("diversity", "typiclust"):
         both, n_centers = _standardised(labeled, pool_features)
         if name == "typiclust":
@@ -196,10 +204,11 @@ def select_batch(
         if weight > 0
     ]
     selection = S.mix(components, batch_size, rng, n_items=n)
-    model = notes.pop("_error_model", None)
-    if model is not None:
+    fitted = notes.pop("_error_model", None)
+    if fitted is not None:
+        model, seen_as = fitted
         idx = selection.indices
-        notes["p_wrong"] = model.predict_wrong_proba(np.asarray(pool_features)[idx], pool_proba[idx])
+        notes["p_wrong"] = model.predict_wrong_proba(np.asarray(pool_features)[idx], seen_as[idx])
     return replace(selection, notes=notes)
 
 

@@ -32,7 +32,7 @@ def test_errors_concentrated_in_one_region_are_ranked_first():
     px, pp, _ = _error_data(1, n=1000)
     model = em.ErrorModel(random_state=0).fit(lx, lp, ly, px)
     assert model.fallback_ is None and model.cv_  # 300 rows, ~75 errors: C by inner CV
-    scores = model.score(px, pp)
+    scores = model.score(px, pp)  # the chance of "wrong"
     top = st.select_top(scores, 100)
     in_region = px[:, 0] > 0.5
     assert in_region[top].mean() >= 0.9  # the region holds 25 % of the pool
@@ -118,7 +118,12 @@ def test_select_batch_reports_the_error_model_and_its_chance_for_each_pick():
     assert report["C"] in em.CS and report["C_by_cross_validation"]
     p_wrong = selection.notes["p_wrong"]
     assert p_wrong.shape == (10,) and np.all((p_wrong >= 0) & (p_wrong <= 1))
-    np.testing.assert_allclose(p_wrong * st.margin(pp[selection.indices]), selection.scores)
+    np.testing.assert_allclose(p_wrong, selection.scores)
+    # Combined with uncertainty: the picks are the 10 likeliest wrong among the 20 smallest margins.
+    shortlist = st.select_top(st.margin(pp), em.SHORTLIST * 10)
+    assert set(selection.indices.tolist()) <= set(shortlist.tolist())
+    chance = em.ErrorModel(random_state=0).fit(lx, lp, ly, px).predict_wrong_proba(px, pp)
+    assert set(selection.indices.tolist()) == set(shortlist[np.argsort(-chance[shortlist])[:10]].tolist())
 
 
 def test_standardiser_equals_scikit_learn_on_pool_and_labeled_together():
@@ -153,3 +158,17 @@ def test_bad_input():
         em.error_model_scores(lx, lp, ly, lx, lp, n_folds=1)
     with pytest.raises(ValueError, match="pool_proba"):
         em.error_model_scores(lx, lp, ly, lx, lp * 2)
+
+
+@pytest.mark.parametrize("c", [0.01, 0.1, 1.0, 10.0])
+def test_the_logistic_fit_equals_scikit_learn(c):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(int(c * 100))
+    x = rng.normal(size=(120, 5))
+    y = (x[:, 0] + 0.5 * rng.normal(size=120)) > 0.8
+    ours = em._Logistic().fit(x, y, c)
+    theirs = LogisticRegression(C=c, tol=1e-10, max_iter=10_000).fit(x, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_[0], atol=1e-5)
+    assert ours.intercept_ == pytest.approx(theirs.intercept_[0], abs=1e-5)
+    np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x)[:, 1], atol=1e-6)
