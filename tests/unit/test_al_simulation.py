@@ -235,7 +235,7 @@ def test_command_writes_curves_json_and_a_png_and_prints_the_table(digits, tmp_p
     out_dir = tmp_path / "out"
     text = _run_command(
         "--dataset", str(data), "--strategies", "random,margin", "--seeds", "1",
-        "--initial", "10", "--batch", "10", "--budget", "30", "--out", str(out_dir),
+        "--initial", "10", "--batch", "10", "--budget", "30", "--splits", "2", "--out", str(out_dir),
     )  # fmt: skip
     curves = json.loads((out_dir / "curves.json").read_text())
     assert list(curves["strategies"]) == ["random", "margin"]
@@ -245,7 +245,9 @@ def test_command_writes_curves_json_and_a_png_and_prints_the_table(digits, tmp_p
         assert png.format == "PNG" and png.size == (960, 560)
         colors = png.convert("RGB").getcolors(png.width * png.height)
         assert len(colors) > 20  # lines, bands and text, not a blank page
-    assert "labels to 95%" in text and "accuracy at 30" in text
+    assert "labels to 95%" in text and "accuracy at 30" in text and "2 test split(s) x 1 seed(s) = 2 runs" in text
+    assert [split["split_seed"] for split in curves["splits"]] == [0, 1]
+    assert set(curves["summary"]) == {"random", "margin"} and curves["summary"]["margin"]["runs"] == 2
     for line in ("random", "margin"):
         assert any(row.startswith(line) for row in text.splitlines())
     assert f"curves: {out_dir / 'curves.json'}" in text and f"plot:   {out_dir / 'learning_curves.png'}" in text
@@ -255,7 +257,8 @@ def test_command_writes_curves_json_and_a_png_and_prints_the_table(digits, tmp_p
     ("args", "message"),
     [
         (["--dataset", "missing.npz"], "no such file"),
-        (["--dataset", "data.csv"], "must be 'digits' or a .npz"),
+        (["--dataset", "data.csv"], "must be one of digits, breast_cancer, wine, iris or a .npz"),
+        (["--splits", "0"], "--splits must be at least 1"),
         (["--dataset", "{no_y}"], "no array named y"),
         (["--dataset", "{short_y}"], "X has 30 rows but y has 29"),
         (["--dataset", "{garbage}"], "cannot read"),
