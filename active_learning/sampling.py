@@ -178,7 +178,9 @@ def select_batch(
     ``random_state``. ``notes`` of the result: ``error_model`` (its report, see
     :meth:`ErrorModel.report`), ``p_wrong`` ((m,) its chance of "wrong" for each selected item, NaN
     on fallback) and ``cold_start`` (the weights used instead of the mix's, when it applied)."""
-    pool_proba = np.asarray(pool_proba, dtype=float)
+    pool_proba = np.asarray(pool_proba)  # float32 stays float32: no (P, K) copy
+    if not np.issubdtype(pool_proba.dtype, np.floating):
+        pool_proba = pool_proba.astype(float)
     if pool_proba.ndim != 2:
         raise ValueError(f"pool_proba must be a 2-D (P, K) array, got shape {pool_proba.shape}")
     n = pool_proba.shape[0]

@@ -50,11 +50,19 @@ Selector = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _check_proba(proba, name: str = "proba", min_classes: int = 1) -> np.ndarray:
-    """Return ``proba`` as a float ``(N, K)`` array (no copy when it already is one), or raise ``ValueError``.
+    """Return ``proba`` as a float ``(N, K)`` array (no copy when it already is one, float32 included),
+    or raise ``ValueError``.
 
     Values are checked a block of rows at a time so that no ``(N, K)`` temporary is ever made: on a
     200,000-item pool the checks would otherwise cost more memory than the scores themselves.
-    Values within ``PROBA_ATOL`` outside [0, 1] are accepted; the score functions clip per block."""
+    Values within ``PROBA_ATOL`` outside [0, 1] are accepted; the score functions clip."""
+    p = _as_proba(proba, name, min_classes)
+    for _ in _blocks(p, name):
+        pass
+    return p
+
+
+def _as_proba(proba, name: str, min_classes: int) -> np.ndarray:
     p = np.asarray(proba)
     if not np.issubdtype(p.dtype, np.floating):
         p = p.astype(float)
@@ -62,22 +70,26 @@ def _check_proba(proba, name: str = "proba", min_classes: int = 1) -> np.ndarray
         raise ValueError(f"{name} must be a 2-D (N, K) array, got shape {p.shape}")
     if p.shape[1] < min_classes:
         raise ValueError(f"{name} needs at least {min_classes} class column(s), got shape {p.shape}")
-    for start in range(0, p.shape[0], PROBA_BLOCK):
-        block = p[start : start + PROBA_BLOCK]
-        if not np.all(np.isfinite(block)):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if block.min() < -PROBA_ATOL or block.max() > 1 + PROBA_ATOL:
-            raise ValueError(f"{name} values must lie in [0, 1]")
-        if np.abs(block.sum(axis=1) - 1.0).max() > PROBA_ATOL:
-            raise ValueError(f"{name} rows must sum to 1")
     return p
 
 
-def _blocks(p: np.ndarray):
-    """``(rows, block)`` pairs over ``p`` ``(N, K)``, each block clipped to [0, 1] (a small copy)."""
+def _blocks(p: np.ndarray, name: str = "proba"):
+    """``(rows, block)`` pairs over ``p`` ``(N, K)``, each block checked (finite, in [0, 1], rows
+    summing to 1) as it is handed out, so checking and scoring read the data once."""
+    ones = np.ones(p.shape[1], dtype=p.dtype)
     for start in range(0, p.shape[0], PROBA_BLOCK):
         rows = slice(start, start + PROBA_BLOCK)
-        yield rows, np.clip(p[rows], 0.0, 1.0)
+        block = p[rows]
+        if block.size:
+            # min/max are NaN when a NaN is present, and +-inf fail the range: one check for all three.
+            low, high = block.min(), block.max()
+            if not (np.isfinite(low) and np.isfinite(high)):
+                raise ValueError(f"{name} contains NaN or infinite values")
+            if low < -PROBA_ATOL or high > 1 + PROBA_ATOL:
+                raise ValueError(f"{name} values must lie in [0, 1]")
+            if np.abs(block @ ones - 1.0).max() > PROBA_ATOL:  # a matrix-vector product: the fast row sum
+                raise ValueError(f"{name} rows must sum to 1")
+        yield rows, block
 
 
 def _check_features(features, name: str = "features") -> np.ndarray:
@@ -134,30 +146,32 @@ def random_scores(n: int, rng=None) -> np.ndarray:
 
 def least_confidence(proba) -> np.ndarray:
     """``1 - max_k p[i, k]``; ``proba`` ``(N, K)`` -> scores ``(N,)`` in ``[0, 1 - 1/K]``."""
-    p = _check_proba(proba)
+    p = _as_proba(proba, "proba", 1)
     out = np.empty(p.shape[0])
     for rows, block in _blocks(p):
-        np.subtract(1.0, block.max(axis=1), out=out[rows])
-    return out
+        out[rows] = block.max(axis=1)
+    np.subtract(1.0, out, out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def margin(proba) -> np.ndarray:
     """``1 - (p_top1 - p_top2)``: small margins score high. ``proba`` ``(N, K>=2)`` -> ``(N,)`` in [0, 1]."""
-    p = _check_proba(proba, min_classes=2)
+    p = _as_proba(proba, "proba", 2)
     out = np.empty(p.shape[0])
     k = p.shape[1]
     for rows, block in _blocks(p):
         top2 = np.partition(block, k - 2, axis=1)[:, -2:]
-        out[rows] = 1.0 - (top2[:, 1] - top2[:, 0])
-    return out
+        out[rows] = top2[:, 1] - top2[:, 0]
+    np.subtract(1.0, out, out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def entropy(proba) -> np.ndarray:
     """Shannon entropy in nats, ``0 log 0 = 0``; ``proba`` ``(N, K)`` -> ``(N,)`` in ``[0, log K]``."""
-    p = _check_proba(proba)
+    p = _as_proba(proba, "proba", 1)
     out = np.empty(p.shape[0])
     for rows, block in _blocks(p):
-        out[rows] = entr(block).sum(axis=1)
+        out[rows] = entr(np.clip(block, 0.0, 1.0)).sum(axis=1)
     return out
 
 
