@@ -90,9 +90,15 @@ class Standardiser:
         self.random_state = random_state
 
     def fit(self, *arrays) -> Standardiser:
-        x = np.vstack([np.asarray(a, dtype=np.float64) for a in arrays if len(a)])
-        if len(x) > PCA_SAMPLE:
-            x = x[np.random.default_rng(self.random_state).choice(len(x), PCA_SAMPLE, replace=False)]
+        arrays = [np.asarray(a) for a in arrays if len(a)]
+        sizes = np.cumsum([0] + [len(a) for a in arrays])
+        if sizes[-1] > PCA_SAMPLE:
+            # Sample the row numbers first: the stacked float64 copy of a 200,000-item pool would
+            # take ~100 MiB for a mean and three axes.
+            rows = np.sort(np.random.default_rng(self.random_state).choice(sizes[-1], PCA_SAMPLE, replace=False))
+            owner = np.searchsorted(sizes, rows, side="right") - 1
+            arrays = [arrays[i][rows[owner == i] - sizes[i]] for i in range(len(arrays))]
+        x = np.vstack([a.astype(np.float64) for a in arrays])
         self.mean_ = x.mean(axis=0)
         scale = x.std(axis=0)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)  # constant columns stay 0, not NaN
@@ -103,9 +109,16 @@ class Standardiser:
             self.components_ = vt[: min(self.n_components, vt.shape[0])].T
         return self
 
-    def transform(self, x) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float64) - self.mean_) / self.scale_
-        return z if self.n_components is None else z @ self.components_
+    def transform(self, x, out=None) -> np.ndarray:
+        """``x`` ``(N, D)`` standardised (or projected), a chunk of rows at a time into ``out`` (a
+        new float64 array by default; a float32 one keeps a large pool at half the memory)."""
+        x = np.asarray(x)
+        width = x.shape[1] if self.n_components is None else self.components_.shape[1]
+        out = np.empty((x.shape[0], width)) if out is None else out
+        for start in range(0, x.shape[0], CHUNK):
+            z = (x[start : start + CHUNK].astype(np.float64) - self.mean_) / self.scale_
+            out[start : start + CHUNK] = z if self.n_components is None else z @ self.components_
+        return out
 
 
 class ErrorModel:

@@ -106,7 +106,9 @@ def _standardised(labeled: Labeled, pool_features) -> tuple[np.ndarray, int]:
     the number of center rows."""
     centers = labeled.features if labeled.centers is None else labeled.centers
     scaler = Standardiser().fit(centers, pool_features)
-    both = np.vstack([scaler.transform(centers), scaler.transform(pool_features)]).astype(np.float32)
+    both = np.empty((len(centers) + len(pool_features), np.shape(centers)[1]), dtype=np.float32)
+    scaler.transform(centers, out=both[: len(centers)])
+    scaler.transform(pool_features, out=both[len(centers) :])
     return both, len(centers)
 
 
