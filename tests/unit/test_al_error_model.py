@@ -172,3 +172,17 @@ def test_the_logistic_fit_equals_scikit_learn(c):
     np.testing.assert_allclose(ours.coef_, theirs.coef_[0], atol=1e-5)
     assert ours.intercept_ == pytest.approx(theirs.intercept_[0], abs=1e-5)
     np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x)[:, 1], atol=1e-6)
+
+
+def test_standardiser_fits_a_seeded_sample_of_large_inputs(monkeypatch):
+    monkeypatch.setattr(em, "PCA_SAMPLE", 300)
+    rng = np.random.default_rng(0)
+    labeled, pool = rng.normal(5, 2, (100, 3)), rng.normal(5, 2, (900, 3))
+    a, b = em.Standardiser(random_state=1).fit(labeled, pool), em.Standardiser(random_state=1).fit(labeled, pool)
+    np.testing.assert_array_equal(a.mean_, b.mean_)
+    np.testing.assert_allclose(a.mean_, 5, atol=0.4)
+    np.testing.assert_allclose(a.scale_, 2, atol=0.4)
+    assert not np.allclose(a.mean_, np.vstack([labeled, pool]).mean(axis=0), atol=1e-12)  # a sample, not all
+    out = np.empty((900, 3), dtype=np.float32)
+    assert a.transform(pool, out=out) is out
+    np.testing.assert_allclose(out, (pool - a.mean_) / a.scale_, rtol=1e-5)
