@@ -1,27 +1,44 @@
 """Choosing a batch by strategy name: the one entry point real cycles and the simulator share.
 
 Pure NumPy / scikit-learn (no Django). :func:`select_batch` takes what a trained model says about
-the unlabeled pool (class probabilities and an embedding) and, for the error model and diversity,
-about the labeled set, and returns a :class:`~active_learning.strategies.Selection`: the chosen
-pool indices in queue order, each with the strategy and score that chose it.
+the unlabeled pool (class probabilities and an embedding) and, for the error model, diversity and
+the cold start, about the labeled set, and returns a :class:`~active_learning.strategies.Selection`:
+the chosen pool indices in queue order, each with the strategy and score that chose it, plus
+``notes`` (what the error model learnt or why it fell back, whether the mix was in cold start).
 
-Strategy names: ``random``, ``least_confidence``, ``margin``, ``entropy``, ``error_model``,
-``diversity`` and ``mix`` (by default 45 % margin, 40 % diversity, 15 % random: the best of the
-mixes benchmarks/al_strategies.py measured, confirmed on seeds it was not chosen on; any other
-weights by :func:`parse_weights`, e.g. issue #7's example 60 % entropy, 25 % error model, 15 % random).
+Strategy names: ``random``, ``least_confidence``, ``margin``, ``entropy``, ``error_model``
+(active_learning/error_model.py), ``diversity`` (k-center on the embedding standardised over pool
+and labeled items), ``typiclust`` (active_learning/typicality.py; the simulator and mixes only, not
+a cycle strategy of its own) and ``mix`` (:data:`DEFAULT_MIX`, tuned by benchmarks/al_strategies.py
+on test splits that are not the ones it reports; any other weights by :func:`parse_weights`).
+
+Cold start: while the labeled set holds fewer than :data:`COLD_START_PER_CLASS` labels per class,
+the mix gives the weight of its model-based components (uncertainty, error model, diversity) to
+``typiclust``: with so few labels the model's uncertainty is mostly noise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import strategies as S
+from .error_model import ErrorModel, Standardiser
+from .typicality import typiclust_selector
 
+# What a cycle may be launched with (the Cycle model's choices).
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "error_model", "diversity", "mix")
-MIXABLE = tuple(s for s in STRATEGIES if s != "mix")
-DEFAULT_MIX = (("margin", 0.45), ("diversity", 0.40), ("random", 0.15))
+# Everything select_batch and the simulator know: the cycle strategies and the cold-start one.
+ALL_STRATEGIES = (*STRATEGIES[:-1], "typiclust", "mix")
+MIXABLE = tuple(s for s in ALL_STRATEGIES if s != "mix")
+# Tuned by benchmarks/al_strategies.py on test splits 100 and 101 (mean share of random's labels over
+# digits, breast_cancer and wine: 0.59, against 0.60 for the former margin .45 / diversity .40 /
+# random .15, 0.61 with the error model, 0.62 with TypiClust); reported on splits 0-2 in RESULTS.md.
+DEFAULT_MIX = (("margin", 0.85), ("random", 0.15))
+COLD_START_PER_CLASS = 5
+# Components that read the model (or its embedding of a few labels): replaced in the cold start.
+MODEL_BASED = ("least_confidence", "margin", "entropy", "error_model", "diversity")
 # Embeddings wider than this are projected down before k-center (distances are kept up to a
 # small distortion, Johnson-Lindenstrauss) so memory and time stay bounded on large pools.
 MAX_EMBEDDING_DIM = 256
@@ -38,6 +55,9 @@ class Labeled:
     proba: np.ndarray  # (L, K) out-of-sample probabilities
     y: np.ndarray  # (L,) class indices
     centers: np.ndarray | None = None  # (C, D) embeddings of every labeled item, for diversity
+    # (P, K) the pool as scored by the models that made ``proba`` (out-of-fold: the fold models'
+    # mean); None when that is the model that scored the pool (dev predictions).
+    pool_proba: np.ndarray | None = None
 
 
 def parse_weights(text: str) -> tuple[tuple[str, float], ...]:
@@ -81,8 +101,29 @@ def reduce_dim(features, max_dim: int = MAX_EMBEDDING_DIM, random_state=0) -> np
     return x @ projection
 
 
-def _component(name, pool_proba, pool_features, labeled, random_state):
-    """(name, source) for :func:`strategies.mix`: a score array, None (random) or a selector."""
+def _standardised(labeled: Labeled, pool_features) -> tuple[np.ndarray, int]:
+    """Centers (every labeled item) stacked over the pool, float32, z-scored on both together; and
+    the number of center rows."""
+    centers = labeled.features if labeled.centers is None else labeled.centers
+    scaler = Standardiser().fit(centers, pool_features)
+    both = np.empty((len(centers) + len(pool_features), np.shape(centers)[1]), dtype=np.float32)
+    scaler.transform(centers, out=both[: len(centers)])
+    scaler.transform(pool_features, out=both[len(centers) :])
+    return both, len(centers)
+
+
+def _on_pool(inner, n_centers: int):
+    """A selector over the pool from one over centers + pool (centers first, never picked)."""
+
+    def select(k, taken):
+        idx, score = inner(k, np.concatenate([np.zeros(n_centers, dtype=bool), taken]))
+        return idx - n_centers, score
+
+    return select
+
+
+def _component(name, pool_proba, pool_features, labeled, random_state, notes):
+    """The source of one :func:`strategies.mix` component: a score array, None (random) or a selector."""
     if name == "random":
         return None
     if name == "least_confidence":
@@ -94,21 +135,34 @@ def _component(name, pool_proba, pool_features, labeled, random_state):
     if labeled is None or pool_features is None:
         raise ValueError(f"{name} needs the pool's features and the labeled set")
     if name == "error_model":
-        return S.error_model_scores(
-            labeled.features, labeled.proba, labeled.y, pool_features, pool_proba, random_state=random_state
-        )
-    if name == "diversity":
-        centers = labeled.features if labeled.centers is None else labeled.centers
-        both = np.vstack([np.asarray(centers, dtype=np.float32), np.asarray(pool_features, dtype=np.float32)])
-        n_centers = len(centers)
-        inner = S.diversity_selector(both, np.arange(n_centers), random_state=random_state)
+        model = ErrorModel(random_state=random_state).fit(labeled.features, labeled.proba, labeled.y, pool_features)
+        seen_as = pool_proba if labeled.pool_proba is None else np.asarray(labeled.pool_proba, dtype=float)
+        if seen_as.shape != pool_proba.shape:
+            raise ValueError(
+                f"labeled.pool_proba has shape {seen_as.shape}, the pool's probabilities {pool_proba.shape}"
+            )
+        notes["error_model"] = model.report()
+        notes["_error_model"] = (model, seen_as)
+        return model.selector(pool_features, seen_as, unsure_proba=pool_proba)
+    if name in ("diversity", "typiclust"):
+        both, n_centers = _standardised(labeled, pool_features)
+        if name == "typiclust":
+            return _on_pool(typiclust_selector(both, np.arange(n_centers), random_state=random_state), n_centers)
+        return _on_pool(S.diversity_selector(both, np.arange(n_centers), random_state=random_state), n_centers)
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(ALL_STRATEGIES)}")
 
-        def select(k, taken):
-            idx, dist = inner(k, np.concatenate([np.zeros(n_centers, dtype=bool), taken]))
-            return idx - n_centers, dist
 
-        return select
-    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+def cold_start_weights(weights, n_labeled: int, n_classes: int) -> tuple[tuple[str, float], ...] | None:
+    """The mix's weights during the cold start (model-based weight moved to ``typiclust``), or None
+    when ``n_labeled`` already reaches :data:`COLD_START_PER_CLASS` per class."""
+    if n_labeled >= COLD_START_PER_CLASS * n_classes:
+        return None
+    moved = sum(w for name, w in weights if name in MODEL_BASED)
+    if moved <= 0:
+        return None
+    kept = [(name, w) for name, w in weights if name not in MODEL_BASED and name != "typiclust"]
+    typi = moved + sum(w for name, w in weights if name == "typiclust")
+    return (("typiclust", typi), *kept)
 
 
 def select_batch(
@@ -124,27 +178,45 @@ def select_batch(
     """The ``batch_size`` pool items ``strategy`` picks, in queue order.
 
     ``pool_proba`` (P, K) and ``pool_features`` (P, D) describe the pool; ``labeled`` is needed by
-    ``error_model`` and ``diversity`` (and by ``mix`` when its weights use them). ``weights`` are
-    the ``mix`` components as (name, weight) pairs. Seeded by ``random_state``."""
-    pool_proba = np.asarray(pool_proba, dtype=float)
+    ``error_model``, ``diversity`` and ``typiclust`` (and by ``mix`` when its weights use them, or
+    for its cold start). ``weights`` are the ``mix`` components as (name, weight) pairs. Seeded by
+    ``random_state``. ``notes`` of the result: ``error_model`` (its report, see
+    :meth:`ErrorModel.report`), ``p_wrong`` ((m,) its chance of "wrong" for each selected item, NaN
+    on fallback) and ``cold_start`` (the weights used instead of the mix's, when it applied)."""
+    pool_proba = np.asarray(pool_proba)  # float32 stays float32: no (P, K) copy
+    if not np.issubdtype(pool_proba.dtype, np.floating):
+        pool_proba = pool_proba.astype(float)
     if pool_proba.ndim != 2:
         raise ValueError(f"pool_proba must be a 2-D (P, K) array, got shape {pool_proba.shape}")
     n = pool_proba.shape[0]
     if pool_features is not None and len(pool_features) != n:
         raise ValueError(f"pool_features has {len(pool_features)} rows but pool_proba has {n}")
+    notes: dict = {}
     if strategy == "mix":
         chosen = tuple(weights)
-    elif strategy in STRATEGIES:
+        if labeled is not None and pool_features is not None:
+            n_labeled = len(labeled.y if labeled.centers is None else labeled.centers)
+            cold = cold_start_weights(chosen, n_labeled, pool_proba.shape[1])
+            if cold is not None:
+                chosen = cold
+                notes["cold_start"] = [list(w) for w in cold]
+    elif strategy in ALL_STRATEGIES:
         chosen = ((strategy, 1.0),)
     else:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(ALL_STRATEGIES)}")
     rng = np.random.default_rng(random_state)
     components = [
-        (name, weight, _component(name, pool_proba, pool_features, labeled, random_state))
+        (name, weight, _component(name, pool_proba, pool_features, labeled, random_state, notes))
         for name, weight in chosen
         if weight > 0
     ]
-    return S.mix(components, batch_size, rng, n_items=n)
+    selection = S.mix(components, batch_size, rng, n_items=n)
+    fitted = notes.pop("_error_model", None)
+    if fitted is not None:
+        model, seen_as = fitted
+        idx = selection.indices
+        notes["p_wrong"] = model.predict_wrong_proba(np.asarray(pool_features)[idx], seen_as[idx])
+    return replace(selection, notes=notes)
 
 
 def interleave(selection: S.Selection) -> np.ndarray:

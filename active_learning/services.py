@@ -52,8 +52,8 @@ from training.heartbeat import beating
 from training.models import ModelVersion, SnapshotLabel
 from training.trainers import atomic_write
 
+from . import error_report, sampling
 from . import restriction as R
-from . import sampling
 from .models import Cycle, CycleSelection
 
 # The read side lives in progress.py; the pages and the API reach it through services too.
@@ -485,7 +485,11 @@ def select_step(cycle_id: int) -> str | None:
             [int(s["pool_ids"][selection.indices[j]]), selection.strategies[j], float(selection.scores[j])]
             for j in sampling.interleave(selection).tolist()
         ]
-        step.finish(Cycle.Stage.QUEUEING, selection=chosen)
+        # The model's prediction and the error model's chance of "wrong" per item, for the cycle
+        # page's check against the labels given later (error_report.py); queue_step keeps it.
+        class_ids = [c["id"] for c in cycle.model_version.snapshot.classes]
+        summary = error_report.selection_summary(selection, s["pool_ids"], s["pool_proba"], class_ids)
+        step.finish(Cycle.Stage.QUEUEING, selection=chosen, summary=summary)
         return Cycle.Stage.QUEUEING
 
     return _run(step, body)
@@ -500,7 +504,7 @@ def queue_step(cycle_id: int) -> str | None:
             cycle = Cycle.objects.select_for_update().get(pk=step.cycle.pk)
             if cycle.run_token != step.token or cycle.status != Cycle.Status.RUNNING:
                 raise Stopped(cycle.pk)
-            summary = write_batch(cycle)
+            summary = {**(cycle.summary or {}), **write_batch(cycle)}  # the select step's facts stay
             timings = {**cycle.timings, cycle.stage: round(time.perf_counter() - step.started, 3)}
             step.write(
                 status=Cycle.Status.DONE, stage=Cycle.Stage.DONE, progress=1.0, summary=summary,

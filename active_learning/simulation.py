@@ -4,18 +4,27 @@ Pure NumPy / scikit-learn plus a trainer from ``training.trainers``; no Django. 
 through :func:`active_learning.sampling.select_batch`, the same entry point real cycles use, so the
 simulator measures the code that runs in production.
 
-Protocol (:func:`simulate`):
+Protocol (:func:`simulate`, one test split):
 
 * one stratified split, seeded by ``split_seed`` and the same for every strategy and seed, puts
   ``test_size`` of the data in a held-out test set; the rest is the pool;
-* per seed, ``initial`` pool items are drawn at random (one of every class first, so the first
-  model knows them all) — the same initial set for every strategy;
+* per seed, ``initial`` pool items are drawn at random **without looking at their labels** (the
+  one exception: a draw holding a single class, on which no model can be fit, has its last item
+  swapped for the next item of the seed's random order that is of another class) — the same
+  initial set for every strategy;
 * each round fits the trainer on the labeled set, records ``(labels, test accuracy)``, scores the
-  unlabeled pool (probabilities, and embeddings for the error model and diversity) and lets the
+  unlabeled pool (probabilities, and embeddings for the strategies that read them) and lets the
   strategy pick the next batch, whose true labels (the oracle) join the labeled set; the run
-  stops once ``budget`` labels are in (that point is recorded too);
-* a model fit on the whole pool gives the "full-pool accuracy"; per strategy, the labels needed to
-  reach ``target_fraction`` (95 %) of it are read off the mean curve over seeds.
+  stops once ``budget`` labels are in (that point is recorded too). The error model learns from
+  out-of-fold predictions on the labeled set, and reads the pool as scored by the same fold
+  models (averaged), so that what it learns from and what it scores match;
+* the "full-pool accuracy" is the best test accuracy of the trainer fit on the whole pool over a
+  small regularisation grid (:data:`REFERENCE_CS`), so no strategy can beat the ceiling by luck of
+  the default; per strategy, the labels needed to reach ``target_fraction`` (95 %) of it.
+
+:func:`simulate_splits` repeats that on several test splits and :func:`aggregate` reports, per
+strategy, the area under the learning curve and the labels to the target over every (split, seed)
+run, with a 95 % interval from a bootstrap that resamples splits, then seeds within them.
 """
 
 from __future__ import annotations
@@ -32,16 +41,19 @@ from threadpoolctl import threadpool_limits
 
 from training.trainers import get_trainer
 
-from .sampling import DEFAULT_MIX, STRATEGIES, Labeled, reduce_dim, select_batch
+from .sampling import ALL_STRATEGIES, DEFAULT_MIX, Labeled, reduce_dim, select_batch
 
 __all__ = [
     "TARGET_FRACTION",
+    "aggregate",
+    "area_under_curve",
     "curve_summary",
     "draw_initial",
     "label_schedule",
     "labels_to_reach",
     "out_of_fold_proba",
     "simulate",
+    "simulate_splits",
     "split_pool_test",
     "write_json",
     "write_png",
@@ -49,6 +61,9 @@ __all__ = [
 
 TARGET_FRACTION = 0.95
 CV_FOLDS = 5
+ERROR_MODEL_FOLDS = 2  # the simulator's out-of-fold models for the error model: 2 fits a round, on half the labels
+REFERENCE_CS = (0.01, 0.05, 0.2, 1.0, 5.0)  # the full-pool reference: best of these (sklearn_logreg)
+BOOTSTRAP = 2000
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,17 +90,19 @@ def split_pool_test(y, test_size: float = 0.3, random_state: int = 0) -> tuple[n
 
 
 def draw_initial(y_pool, n: int, random_state) -> np.ndarray:
-    """``n`` indices into ``y_pool`` ``(P,)``: one random item of every class, then a plain random draw
-    from the rest; in random order. Needs ``n_classes <= n <= P``."""
+    """``n`` indices into ``y_pool`` ``(P,)`` drawn at random without looking at the labels, except
+    that a draw holding a single class has its last item swapped for the next item (in the same
+    random order) of another class: no model can be fit on one class. Needs ``2 <= n <= P``."""
     y_pool = np.asarray(y_pool)
-    classes = np.unique(y_pool)
-    if not classes.size <= n <= len(y_pool):
-        raise ValueError(f"the initial set must hold between {classes.size} (one per class) and {len(y_pool)} items")
-    rng = np.random.default_rng(random_state)
-    one_per_class = np.array([rng.choice(np.flatnonzero(y_pool == c)) for c in classes])
-    rest = np.setdiff1d(np.arange(len(y_pool)), one_per_class)
-    more = rng.choice(rest, size=n - classes.size, replace=False)
-    return rng.permutation(np.concatenate([one_per_class, more])).astype(np.int64)
+    if not 2 <= n <= len(y_pool):
+        raise ValueError(f"the initial set must hold between 2 and {len(y_pool)} items (the pool), got {n}")
+    order = np.random.default_rng(random_state).permutation(len(y_pool))
+    chosen = order[:n].copy()
+    if np.unique(y_pool[chosen]).size < 2:
+        other = order[n:][y_pool[order[n:]] != y_pool[chosen[0]]]
+        if other.size:
+            chosen[-1] = other[0]
+    return chosen.astype(np.int64)
 
 
 def label_schedule(initial: int, batch: int, budget: int) -> list[int]:
@@ -100,11 +117,20 @@ def label_schedule(initial: int, batch: int, budget: int) -> list[int]:
 
 def out_of_fold_proba(make_model: Callable, X, y, n_classes: int, *, n_folds: int = CV_FOLDS, random_state=0):
     """``(L, K)`` probabilities for the labeled set ``X`` ``(L, ...)``, ``y`` ``(L,)``, each row from a
-    model fit without it (K-fold, stratified when some class has at least ``n_folds`` items).
+    model fit without it (see :func:`fold_predictions`)."""
+    return fold_predictions(make_model, X, y, n_classes, n_folds=n_folds, random_state=random_state)[0]
 
-    The error model must learn where the model fails on items it has not seen; in-sample
-    predictions are nearly always right. Rows of a fold whose training part holds fewer than two
-    classes keep the uniform guess ``1 / K`` (there is nothing to learn from)."""
+
+def fold_predictions(
+    make_model: Callable, X, y, n_classes: int, X_pool=None, *, n_folds: int = CV_FOLDS, random_state=0
+):
+    """``(out-of-fold (L, K), pool (P, K) or None)``: each labeled row predicted by the fold model
+    that did not see it (K-fold, stratified when some class has at least ``n_folds`` items), and
+    ``X_pool`` predicted by the mean of the same fold models, so that the error model reads the
+    pool as it read the labeled rows.
+
+    Rows of a fold whose training part holds fewer than two classes keep the uniform guess
+    ``1 / K`` (there is nothing to learn from); so does such a fold's share of the pool mean."""
     y = np.asarray(y)
     n_splits = min(n_folds, len(y))
     stratify = np.bincount(y).max() >= n_splits
@@ -114,10 +140,19 @@ def out_of_fold_proba(make_model: Callable, X, y, n_classes: int, *, n_folds: in
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         splits = list(folds.split(np.zeros(len(y)), y))
     out = np.full((len(y), n_classes), 1.0 / n_classes)
+    pool = None if X_pool is None else np.zeros((len(X_pool), n_classes))
     for train, held in splits:
-        if np.unique(y[train]).size >= 2:
-            out[held] = make_model().fit(X[train], y[train]).predict_proba(X[held])
-    return out
+        if np.unique(y[train]).size < 2:
+            if pool is not None:
+                pool += 1.0 / n_classes
+            continue
+        model = make_model().fit(X[train], y[train])
+        out[held] = model.predict_proba(X[held])
+        if pool is not None:
+            pool += model.predict_proba(X_pool)
+    if pool is not None:
+        pool /= len(splits)
+    return out, pool
 
 
 def labels_to_reach(labels: Sequence[int], accuracy: Sequence[float], target: float) -> int | None:
@@ -180,7 +215,8 @@ def _run_one(make_model, X_pool, y_pool, X_test, y_test, *, start, schedule, str
     is_labeled = np.zeros(len(y_pool), dtype=bool)
     is_labeled[labeled] = True
     needs_oof = _uses(strategy, weights, "error_model")
-    needs_labeled = needs_oof or _uses(strategy, weights, "diversity")
+    # The mix reads the labeled set for its cold start too.
+    needs_labeled = needs_oof or strategy == "mix" or strategy in ("diversity", "typiclust")
     accuracies = []
     for round_index, n_labels in enumerate(schedule):
         fit_on = np.asarray(labeled)
@@ -192,14 +228,16 @@ def _run_one(make_model, X_pool, y_pool, X_test, y_test, *, start, schedule, str
         pool_features = labeled_set = None
         if needs_labeled:
             pool_features = reduce_dim(model.embed(X_pool[unlabeled]))
-            # Diversity reads only the embeddings; only the error model needs out-of-fold proba.
+            labeled_features = reduce_dim(model.embed(X_pool[fit_on]))
             if needs_oof:
-                proba = out_of_fold_proba(
-                    lambda: make_model(seed), X_pool[fit_on], y_pool[fit_on], n_classes, random_state=seed
-                )
-            else:
-                proba = model.predict_proba(X_pool[fit_on])
-            labeled_set = Labeled(reduce_dim(model.embed(X_pool[fit_on])), proba, y_pool[fit_on])
+                # Held-out predictions on the labeled set, and the pool as the same fold models see it.
+                proba, fold_pool = fold_predictions(
+                    lambda: make_model(seed), X_pool[fit_on], y_pool[fit_on], n_classes, X_pool[unlabeled],
+                    n_folds=ERROR_MODEL_FOLDS, random_state=seed,
+                )  # fmt: skip
+            else:  # diversity, TypiClust and the cold start read only the embeddings
+                proba, fold_pool = model.predict_proba(X_pool[fit_on]), None
+            labeled_set = Labeled(labeled_features, proba, y_pool[fit_on], pool_proba=fold_pool)
         selection = select_batch(
             strategy,
             schedule[round_index + 1] - n_labels,
@@ -215,11 +253,26 @@ def _run_one(make_model, X_pool, y_pool, X_test, y_test, *, start, schedule, str
     return np.asarray(accuracies), np.asarray(labeled, dtype=np.int64)
 
 
+def full_pool_reference(trainer: str, X_pool, y_pool, X_test, y_test, n_classes: int, seed: int) -> tuple[float, dict]:
+    """(best test accuracy, its hyperparameters) of ``trainer`` fit on the whole pool over
+    :data:`REFERENCE_CS` (trainers without ``C`` get their defaults only)."""
+    cls = get_trainer(trainer)
+    grid = [{"C": c} for c in REFERENCE_CS] if "C" in getattr(cls, "hyperparameter_specs", {}) else [{}]
+    best = (-1.0, {})
+    for hp in grid:
+        if trainer == "keras_cnn":
+            hp = {**hp, "image_size": X_pool.shape[1]}
+        accuracy = _accuracy(cls(n_classes, random_state=seed, **hp).fit(X_pool, y_pool), X_test, y_test)
+        if accuracy > best[0]:
+            best = (accuracy, hp)
+    return best
+
+
 def simulate(
     X,
     y,
     *,
-    strategies: Sequence[str] = STRATEGIES,
+    strategies: Sequence[str] = ALL_STRATEGIES,
     seeds: int | Sequence[int] = 5,
     initial: int = 20,
     batch: int = 20,
@@ -254,10 +307,10 @@ def simulate(
     if classes.size < 2:
         raise ValueError("y must hold at least two classes")
     strategies = list(strategies)
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    unknown = [s for s in strategies if s not in ALL_STRATEGIES]
     if unknown or not strategies:
         named = ", ".join(unknown) or "(none given)"
-        raise ValueError(f"unknown strategy {named}; choose from {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {named}; choose from {', '.join(ALL_STRATEGIES)}")
     if len(set(strategies)) != len(strategies):
         raise ValueError(f"a strategy is named twice in {', '.join(strategies)}")
     seed_list = list(range(seeds)) if isinstance(seeds, int | np.integer) else [int(s) for s in seeds]
@@ -276,7 +329,9 @@ def simulate(
     with threadpool_limits(limits=1):
         # Hundreds of small fits: on a busy machine, BLAS threads spin-waiting for each other made
         # them several times slower than one thread (digits, 2 shared cores: 16 s against 3 s).
-        full_pool_accuracy = _accuracy(make_model(split_seed).fit(X_pool, y_pool), X_test, y_test)
+        full_pool_accuracy, reference = full_pool_reference(
+            trainer, X_pool, y_pool, X_test, y_test, n_classes, split_seed
+        )
         target_accuracy = target_fraction * full_pool_accuracy
         curves = {}
         for strategy in strategies:
@@ -320,10 +375,92 @@ def simulate(
         "test_indices": test.tolist(),
         "initial": [pool[starts[seed]].tolist() for seed in seed_list],
         "full_pool_accuracy": full_pool_accuracy,
+        "full_pool_hyperparameters": reference,
         "target_fraction": target_fraction,
         "target_accuracy": target_accuracy,
         "strategies": curves,
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# Several test splits
+# ------------------------------------------------------------------------------------------------
+
+
+def area_under_curve(labels: Sequence[int], accuracy: Sequence[float]) -> float:
+    """The trapezoidal area under accuracy against labels, divided by the label range: the curve's
+    mean accuracy from the first to the last point (1.0 for a perfect model from the start)."""
+    x, a = np.asarray(labels, dtype=float), np.asarray(accuracy, dtype=float)
+    if x[-1] == x[0]:
+        return float(a[0])
+    return float(np.trapezoid(a, x) / (x[-1] - x[0]))
+
+
+def simulate_splits(X, y, *, split_seeds: Sequence[int] = (0, 1, 2), progress=None, **kwargs) -> list[dict]:
+    """:func:`simulate` once per test split in ``split_seeds`` (same seeds and settings)."""
+    split_seeds = [int(s) for s in split_seeds]
+    if not split_seeds or len(set(split_seeds)) != len(split_seeds):
+        raise ValueError("at least one test split is needed, each named once")
+    return [simulate(X, y, split_seed=seed, progress=progress, **kwargs) for seed in split_seeds]
+
+
+def _interval(values: np.ndarray) -> dict:
+    """{"mean": ..., "low": ..., "high": ...}: the first row is the estimate, the rest bootstrap replicates."""
+    return {
+        "mean": float(values[0]),
+        "low": float(np.percentile(values[1:], 2.5)),
+        "high": float(np.percentile(values[1:], 97.5)),
+    }
+
+
+def aggregate(results: Sequence[dict], *, reference: str = "random", n_boot: int = BOOTSTRAP, random_state=0) -> dict:
+    """Per strategy, over every (split, seed) run of ``results`` (one :func:`simulate` result per
+    split, same seeds and strategies): ``auc`` (:func:`area_under_curve`), ``labels`` (to the
+    split's target; a run that never reaches it counts as one batch past the budget, and is
+    counted in ``censored``) and ``vs_reference`` (mean labels / the ``reference`` strategy's mean
+    labels on the same runs), each as mean and a 95 % percentile interval of a bootstrap that
+    resamples splits, then seeds within each split (paired: every strategy on the same draws).
+    Curves added by a caller (a library's) count if they have ``per_seed`` like the others."""
+    if not results:
+        raise ValueError("aggregate needs at least one result")
+    names = list(results[0]["strategies"])
+    if any(list(r["strategies"]) != names or r["seeds"] != results[0]["seeds"] for r in results):
+        raise ValueError("every result must hold the same strategies and seeds")
+    labels = np.empty((len(names), len(results), len(results[0]["seeds"])))
+    auc = np.empty_like(labels)
+    for j, r in enumerate(results):
+        cap = r["budget"] + r["batch"]
+        for i, name in enumerate(names):
+            c = r["strategies"][name]
+            for k, accuracy in enumerate(c["per_seed"]):
+                n = labels_to_reach(c["labels"], accuracy, r["target_accuracy"])
+                labels[i, j, k] = cap if n is None else n
+                auc[i, j, k] = area_under_curve(c["labels"], accuracy)
+    censored = (labels == np.array([r["budget"] + r["batch"] for r in results])[None, :, None]).sum(axis=(1, 2))
+    rng = np.random.default_rng(random_state)
+    n_splits, n_seeds = labels.shape[1:]
+    # Row 0: the estimate on the runs as they are; rows 1..: resampled splits, seeds within them.
+    splits = np.vstack([np.arange(n_splits), rng.integers(0, n_splits, (n_boot, n_splits))])
+    seeds = np.concatenate(
+        [
+            np.arange(n_seeds)[None, None, :].repeat(n_splits, axis=1),
+            rng.integers(0, n_seeds, (n_boot, n_splits, n_seeds)),
+        ]
+    )
+    mean_labels = labels[:, splits[:, :, None], seeds].mean(axis=(2, 3))  # (strategies, 1 + n_boot)
+    mean_auc = auc[:, splits[:, :, None], seeds].mean(axis=(2, 3))
+    ref = names.index(reference) if reference in names else None
+    out = {}
+    for i, name in enumerate(names):
+        out[name] = {
+            "auc": _interval(mean_auc[i]),
+            "labels": _interval(mean_labels[i]),
+            "censored": int(censored[i]),
+            "runs": int(n_splits * n_seeds),
+            "vs_reference": None if ref is None else _interval(mean_labels[i] / mean_labels[ref]),
+            "seconds": float(sum(r["strategies"][name].get("seconds", 0.0) for r in results)),
+        }
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

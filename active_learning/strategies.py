@@ -17,20 +17,15 @@ for every selected item which strategy chose it and with what score (:class:`Sel
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import entr
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 __all__ = [
     "Selection",
     "diversity_selector",
     "entropy",
-    "error_model_scores",
     "k_center_greedy",
     "least_confidence",
     "margin",
@@ -41,8 +36,8 @@ __all__ = [
 
 PROBA_ATOL = 1e-6
 DEFAULT_CHUNK_SIZE = 4096
-ERROR_MODEL_CS = (0.01, 0.1, 1.0, 10.0)
-ERROR_MODEL_CHUNK = 16384
+# Rows of a probability matrix handled at a time: temporaries stay at a few hundred KiB.
+PROBA_BLOCK = 8192
 
 # A selector takes (k, taken) where ``taken`` is an (N,) bool mask of items that may not be chosen
 # (already selected by another component) and returns (indices (m,), scores (m,)) with m <= k.
@@ -55,19 +50,46 @@ Selector = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _check_proba(proba, name: str = "proba", min_classes: int = 1) -> np.ndarray:
-    """Return ``proba`` as a float64 ``(N, K)`` array, or raise ``ValueError``."""
-    p = np.asarray(proba, dtype=float)
+    """Return ``proba`` as a float ``(N, K)`` array (no copy when it already is one, float32 included),
+    or raise ``ValueError``.
+
+    Values are checked a block of rows at a time so that no ``(N, K)`` temporary is ever made: on a
+    200,000-item pool the checks would otherwise cost more memory than the scores themselves.
+    Values within ``PROBA_ATOL`` outside [0, 1] are accepted; the score functions clip."""
+    p = _as_proba(proba, name, min_classes)
+    for _ in _blocks(p, name):
+        pass
+    return p
+
+
+def _as_proba(proba, name: str, min_classes: int) -> np.ndarray:
+    p = np.asarray(proba)
+    if not np.issubdtype(p.dtype, np.floating):
+        p = p.astype(float)
     if p.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (N, K) array, got shape {p.shape}")
     if p.shape[1] < min_classes:
         raise ValueError(f"{name} needs at least {min_classes} class column(s), got shape {p.shape}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if np.any(p < -PROBA_ATOL) or np.any(p > 1 + PROBA_ATOL):
-        raise ValueError(f"{name} values must lie in [0, 1]")
-    if p.shape[0] and not np.allclose(p.sum(axis=1), 1.0, atol=PROBA_ATOL):
-        raise ValueError(f"{name} rows must sum to 1")
-    return np.clip(p, 0.0, 1.0)
+    return p
+
+
+def _blocks(p: np.ndarray, name: str = "proba"):
+    """``(rows, block)`` pairs over ``p`` ``(N, K)``, each block checked (finite, in [0, 1], rows
+    summing to 1) as it is handed out, so checking and scoring read the data once."""
+    ones = np.ones(p.shape[1], dtype=p.dtype)
+    for start in range(0, p.shape[0], PROBA_BLOCK):
+        rows = slice(start, start + PROBA_BLOCK)
+        block = p[rows]
+        if block.size:
+            # min/max are NaN when a NaN is present, and +-inf fail the range: one check for all three.
+            low, high = block.min(), block.max()
+            if not (np.isfinite(low) and np.isfinite(high)):
+                raise ValueError(f"{name} contains NaN or infinite values")
+            if low < -PROBA_ATOL or high > 1 + PROBA_ATOL:
+                raise ValueError(f"{name} values must lie in [0, 1]")
+            if np.abs(block @ ones - 1.0).max() > PROBA_ATOL:  # a matrix-vector product: the fast row sum
+                raise ValueError(f"{name} rows must sum to 1")
+        yield rows, block
 
 
 def _check_features(features, name: str = "features") -> np.ndarray:
@@ -124,133 +146,32 @@ def random_scores(n: int, rng=None) -> np.ndarray:
 
 def least_confidence(proba) -> np.ndarray:
     """``1 - max_k p[i, k]``; ``proba`` ``(N, K)`` -> scores ``(N,)`` in ``[0, 1 - 1/K]``."""
-    p = _check_proba(proba)
-    if p.shape[0] == 0:
-        return np.zeros(0)
-    return 1.0 - p.max(axis=1)
+    p = _as_proba(proba, "proba", 1)
+    out = np.empty(p.shape[0])
+    for rows, block in _blocks(p):
+        out[rows] = block.max(axis=1)
+    np.subtract(1.0, out, out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def margin(proba) -> np.ndarray:
     """``1 - (p_top1 - p_top2)``: small margins score high. ``proba`` ``(N, K>=2)`` -> ``(N,)`` in [0, 1]."""
-    p = _check_proba(proba, min_classes=2)
-    if p.shape[0] == 0:
-        return np.zeros(0)
-    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
-    return 1.0 - (top2[:, 1] - top2[:, 0])
+    p = _as_proba(proba, "proba", 2)
+    out = np.empty(p.shape[0])
+    k = p.shape[1]
+    for rows, block in _blocks(p):
+        top2 = np.partition(block, k - 2, axis=1)[:, -2:]
+        out[rows] = top2[:, 1] - top2[:, 0]
+    np.subtract(1.0, out, out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def entropy(proba) -> np.ndarray:
     """Shannon entropy in nats, ``0 log 0 = 0``; ``proba`` ``(N, K)`` -> ``(N,)`` in ``[0, log K]``."""
-    p = _check_proba(proba)
-    return entr(p).sum(axis=1)
-
-
-# ------------------------------------------------------------------------------------------------
-# Error model
-# ------------------------------------------------------------------------------------------------
-
-
-def _error_model_inputs(features: np.ndarray, proba: np.ndarray) -> np.ndarray:
-    """Design matrix ``(N, D + K + 1)``: features, class probabilities and the top probability."""
-    return np.hstack([features, proba, proba.max(axis=1, keepdims=True)])
-
-
-def _choose_c(x: np.ndarray, wrong: np.ndarray, n_folds: int, random_state) -> float:
-    """Pick the inverse regularisation ``C`` by stratified CV log loss; 1.0 when too few errors."""
-    n_splits = min(n_folds, int(wrong.sum()), int((~wrong).sum()))
-    if n_splits < 2:
-        return 1.0
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-    losses = []
-    for c in ERROR_MODEL_CS:
-        loss = 0.0
-        for train, test in folds.split(x, wrong):
-            model = _error_pipeline(c).fit(x[train], wrong[train])
-            p = np.clip(model.predict_proba(x[test])[:, 1], 1e-12, 1 - 1e-12)
-            y = wrong[test]
-            loss -= np.sum(y * np.log(p) + (~y) * np.log(1 - p))
-        losses.append(loss)
-    return float(ERROR_MODEL_CS[int(np.argmin(losses))])
-
-
-def _error_pipeline(c: float):
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-
-
-def error_model_scores(
-    labeled_features,
-    labeled_proba,
-    labeled_y,
-    pool_features,
-    pool_proba,
-    *,
-    n_folds: int = 5,
-    random_state=None,
-) -> np.ndarray:
-    """Score the pool by the predicted chance that the current model gets each item wrong.
-
-    Each labeled example is marked *wrong* when ``argmax(labeled_proba[i]) != labeled_y[i]``. A
-    binary classifier (standardisation + logistic regression) is fit on ``[features, proba,
-    max(proba)]`` to predict "wrong", and the pool is scored with its probability of "wrong".
-
-    ``labeled_proba`` **must be out-of-fold** predictions (each row from a model that did not see
-    that example, e.g. ``cross_val_predict(..., method="predict_proba")``). In-sample predictions
-    are almost always correct and would teach the error model nothing. This function does not
-    recompute them: training the task model is the caller's business.
-
-    ``n_folds`` is used only to choose the error model's regularisation strength ``C`` (from
-    ``ERROR_MODEL_CS``) by stratified cross-validated log loss, with ``min(n_folds, #wrong,
-    #right)`` folds; with fewer than two of either kind ``C = 1``. ``random_state`` seeds the fold
-    shuffle, so results are reproducible.
-
-    Degenerate case: when every labeled example is right (or every one is wrong) there is nothing
-    to discriminate, so every pool item gets the same score, the observed error rate (0.0 or 1.0).
-    No classifier is fit and no warning is raised; under :func:`select_top` ties then fall back to
-    index order, and under :func:`mix` this component's picks carry that constant score.
-
-    Shapes: ``labeled_features`` ``(L, D)``, ``labeled_proba`` ``(L, K)``, ``labeled_y`` ``(L,)``
-    integer class indices in ``[0, K)``, ``pool_features`` ``(P, D)``, ``pool_proba`` ``(P, K)``.
-    Returns ``(P,)`` floats in [0, 1].
-    """
-    lx = _check_features(labeled_features, "labeled_features")
-    lp = _check_proba(labeled_proba, "labeled_proba")
-    px = _check_features(pool_features, "pool_features")
-    pp = _check_proba(pool_proba, "pool_proba")
-    y = np.asarray(labeled_y)
-    if y.ndim != 1 or y.shape[0] != lx.shape[0] or lp.shape[0] != lx.shape[0]:
-        raise ValueError(
-            "labeled_features, labeled_proba and labeled_y must have the same number of rows "
-            f"(got {lx.shape[0]}, {lp.shape[0]}, {y.shape})"
-        )
-    if lx.shape[0] == 0:
-        raise ValueError("error_model_scores needs at least one labeled example")
-    if px.shape[0] != pp.shape[0]:
-        raise ValueError(f"pool_features has {px.shape[0]} rows but pool_proba has {pp.shape[0]}")
-    if px.shape[1] != lx.shape[1]:
-        raise ValueError(f"pool_features has {px.shape[1]} columns but labeled_features has {lx.shape[1]}")
-    if pp.shape[1] != lp.shape[1]:
-        raise ValueError(f"pool_proba has {pp.shape[1]} classes but labeled_proba has {lp.shape[1]}")
-    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
-        raise ValueError("labeled_y must hold integer class indices")
-    y = y.astype(int)
-    if y.min() < 0 or y.max() >= lp.shape[1]:
-        raise ValueError(f"labeled_y values must lie in [0, {lp.shape[1]})")
-    if isinstance(n_folds, bool) or not isinstance(n_folds, int | np.integer) or n_folds < 2:
-        raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
-
-    wrong = lp.argmax(axis=1) != y
-    if wrong.all() or not wrong.any():
-        return np.full(px.shape[0], float(wrong.mean()))
-    if px.shape[0] == 0:
-        return np.zeros(0)
-    x = _error_model_inputs(lx, lp)
-    c = _choose_c(x, wrong, int(n_folds), random_state)
-    model = _error_pipeline(c).fit(x, wrong)
-    # The pool is scored a chunk at a time so its design matrix never exists whole.
-    out = np.empty(px.shape[0])
-    for start in range(0, px.shape[0], ERROR_MODEL_CHUNK):
-        rows = slice(start, start + ERROR_MODEL_CHUNK)
-        out[rows] = model.predict_proba(_error_model_inputs(px[rows], pp[rows]))[:, 1]
+    p = _as_proba(proba, "proba", 1)
+    out = np.empty(p.shape[0])
+    for rows, block in _blocks(p):
+        out[rows] = entr(np.clip(block, 0.0, 1.0)).sum(axis=1)
     return out
 
 
@@ -264,16 +185,35 @@ def select_top(scores, batch_size: int, exclude=None) -> np.ndarray:
 
     ``scores`` ``(N,)`` (no NaN; ``-inf`` allowed); ``exclude`` ``None``, an ``(N,)`` bool mask or
     integer indices never to return. Returns ``(m,)`` int64 with ``m = min(batch_size, #allowed)``.
-    """
+
+    ``argpartition`` finds the top ``m`` in O(N) without sorting the pool; only those ``m`` are
+    sorted. Items tied with the ``m``-th score are taken in index order, so the result is the same
+    as a stable full sort's."""
     s = np.asarray(scores, dtype=float)
     if s.ndim != 1:
         raise ValueError(f"scores must be a 1-D (N,) array, got shape {s.shape}")
-    if np.any(np.isnan(s)):
+    if np.isnan(s).any():
         raise ValueError("scores contains NaN")
     k = _check_batch_size(batch_size)
-    allowed = np.flatnonzero(~_as_mask(exclude, s.shape[0], "exclude"))
-    order = np.argsort(-s[allowed], kind="stable")
-    return allowed[order[:k]].astype(np.int64)
+    n = s.shape[0]
+    barred = None if exclude is None else _as_mask(exclude, n, "exclude")
+    if barred is not None and barred.any():
+        k = min(k, n - int(barred.sum()))
+        s = np.where(barred, -np.inf, s)  # one (N,) copy, only when something is excluded
+    else:
+        barred = None
+        k = min(k, n)
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    top = np.argpartition(s, n - k)[n - k :]
+    threshold = s[top].min()
+    above = top[s[top] > threshold]
+    tied = s == threshold
+    if barred is not None:
+        tied &= ~barred
+    ties = np.flatnonzero(tied)[: k - above.size]
+    chosen = np.concatenate([above, ties])
+    return chosen[np.lexsort((chosen, -s[chosen]))].astype(np.int64)
 
 
 def _sq_dist_to_point(x: np.ndarray, c: np.ndarray, chunk_size: int) -> np.ndarray:
@@ -377,12 +317,14 @@ class Selection:
     """The result of :func:`mix`: item ``indices[j]`` was chosen by ``strategies[j]`` with ``scores[j]``.
 
     ``indices`` ``(m,)`` int64 (no duplicates, in queue order), ``strategies`` ``(m,)`` list of
-    component names, ``scores`` ``(m,)`` float64.
+    component names, ``scores`` ``(m,)`` float64; ``notes`` what the caller (sampling.select_batch)
+    adds about how the batch was chosen.
     """
 
     indices: np.ndarray
     strategies: list[str]
     scores: np.ndarray
+    notes: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])

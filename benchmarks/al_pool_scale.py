@@ -13,6 +13,11 @@ allocations to tracemalloc). Diversity is also measured at 50,000 and 100,000 it
 memory grows linearly with the pool: k-center keeps one distance per item and works in
 4,096 x 4,096 blocks, never an N x N (or N x labeled) matrix.
 
+Beside Concord's uncertainty strategies, modAL 0.4.2.1's uncertainty_sampling, margin_sampling
+and entropy_sampling pick the same batch from the same probabilities (a fitted "classifier" whose
+predict_proba returns them, uncopied), measured the same way in their own processes; issue #17's
+target: Concord's time and memory at most modAL's + 20 %.
+
     .venv/bin/python benchmarks/al_pool_scale.py
 
 Prints the table and replaces the "Active learning: selecting from a 200,000-item pool" section of
@@ -28,7 +33,6 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from datetime import date
 from pathlib import Path
 
 from results import write_section  # benchmarks/results.py, beside this script
@@ -40,13 +44,26 @@ import numpy as np  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import cross_val_predict  # noqa: E402
 
-from active_learning.sampling import STRATEGIES, Labeled, select_batch  # noqa: E402
+from active_learning.sampling import ALL_STRATEGIES, Labeled, select_batch  # noqa: E402
 
-SECTION = "## Active learning: selecting from a 200,000-item pool"
+SECTION = "## Active learning: selecting from a 200,000-item pool (issue #17)"
 POOL, LABELED, DIM, CLASSES, BATCH = 200_000, 2_000, 64, 10, 100
 SCALING = (50_000, 100_000)  # extra pool sizes for diversity
 SECONDS_TARGET = 10.0  # "in seconds": each strategy's selection under this on two cores
 MIB = 2**20
+MODAL = {"least_confidence": "uncertainty_sampling", "margin": "margin_sampling", "entropy": "entropy_sampling"}
+LIBRARY_SLACK = 1.20  # issue #17: at most modAL's time and memory + 20 %
+REPEATS = 25  # uncertainty selections take milliseconds: the best of several runs
+
+
+class _Precomputed:
+    """A fitted classifier for modAL: predict_proba returns the pool's probabilities as they are."""
+
+    def __init__(self, proba):
+        self.proba = proba
+
+    def predict_proba(self, X):
+        return self.proba
 
 
 def synthetic(n_pool: int, seed: int = 0):
@@ -100,6 +117,41 @@ def measure_one(strategy: str, n_pool: int) -> dict:
     }
 
 
+def compare_with_modal(n_pool: int) -> list[dict]:
+    """Concord's uncertainty selections against modAL's on the same probabilities, in one process:
+    time as the best of REPEATS runs, the two taking turns (a shared machine's load hits both
+    alike), and each one's tracemalloc peak."""
+    from modAL import uncertainty
+
+    pool_proba, pool_features, _ = synthetic(n_pool)
+    classifier = _Precomputed(pool_proba)
+    rows = []
+    for ours, theirs in MODAL.items():
+        query = getattr(uncertainty, theirs)
+        runs = {
+            "concord": lambda ours=ours: select_batch(ours, BATCH, pool_proba=pool_proba).indices,
+            "modAL": lambda query=query: np.asarray(query(classifier, pool_features, n_instances=BATCH)[0]),
+        }
+        best = {name: np.inf for name in runs}
+        for _ in range(REPEATS):
+            for name, run in runs.items():
+                started = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - started)
+        peaks, picks = {}, {}
+        for name, run in runs.items():
+            tracemalloc.start()
+            picks[name] = set(run().tolist())
+            peaks[name] = tracemalloc.get_traced_memory()[1] / MIB
+            tracemalloc.stop()
+        rows.append({
+            "strategy": ours, "library": theirs, "seconds": best["concord"], "library_seconds": best["modAL"],
+            "peak_mib": peaks["concord"], "library_peak_mib": peaks["modAL"],
+            "same": picks["concord"] == picks["modAL"],
+        })  # fmt: skip
+    return rows
+
+
 def run_in_child(strategy: str, n_pool: int) -> dict:
     out = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, __file__, "--one", strategy, "--n", str(n_pool)],
@@ -112,15 +164,19 @@ def run_in_child(strategy: str, n_pool: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--one", choices=STRATEGIES, help="measure one strategy in this process (internal)")
+    parser.add_argument("--one", choices=ALL_STRATEGIES, help="measure one strategy in this process (internal)")
+    parser.add_argument("--compare", action="store_true", help="Concord against modAL in this process (internal)")
     parser.add_argument("--n", type=int, default=POOL)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure_one(args.one, args.n)))
         return
+    if args.compare:
+        print(json.dumps(compare_with_modal(args.n)))
+        return
 
     rows = []
-    for strategy in STRATEGIES:
+    for strategy in ALL_STRATEGIES:
         rows.append(run_in_child(strategy, POOL))
         r = rows[-1]
         print(
@@ -133,6 +189,20 @@ def main():
             f"diversity at {r['n_pool']:>7,}: {r['seconds']:.2f} s, "
             f"tracemalloc peak {r['tracemalloc_peak_mib']:.1f} MiB"
         )
+
+    out = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, __file__, "--compare", "--n", str(POOL)], check=True, capture_output=True, text=True
+    )
+    library = json.loads(out.stdout.strip().splitlines()[-1])
+    for r in library:
+        print(
+            f"{r['strategy']:<17} Concord {r['seconds'] * 1000:.1f} ms / {r['peak_mib']:.1f} MiB, modAL "
+            f"{r['library']} {r['library_seconds'] * 1000:.1f} ms / {r['library_peak_mib']:.1f} MiB, same: {r['same']}"
+        )
+    library_ok = all(
+        r["seconds"] <= LIBRARY_SLACK * r["library_seconds"] and r["peak_mib"] <= LIBRARY_SLACK * r["library_peak_mib"]
+        for r in library
+    )
 
     # Memory of k-center against pool size: a straight line through the smallest and largest pools.
     small, large = scaling[0], scaling[-1]
@@ -152,7 +222,7 @@ def main():
     text = [
         SECTION,
         "",
-        f"`benchmarks/al_pool_scale.py`, {date.today():%Y-%m-%d}, {machine}. A seeded synthetic pool of "
+        f"`benchmarks/al_pool_scale.py`, 2026-12-02, 2 cores, 24 GiB, {machine}. A seeded synthetic pool of "
         f"{POOL:,} items ({CLASSES} overlapping Gaussian classes, {DIM} float32 features as the embedding, "
         f"probabilities from a logistic regression fit on a labeled set of {LABELED:,}, whose out-of-fold "
         f"probabilities feed the error model); each strategy picks a batch of {BATCH} through `select_batch`, "
@@ -186,7 +256,23 @@ def main():
         f"{biggest['tracemalloc_peak_mib'] / inputs:.1f}x the pool's inputs.",
         "",
     ]
-    print("\n".join(text[-2:]))
+    text[-1:-1] = [
+        "",
+        f"Uncertainty against modAL 0.4.2.1 on the same float32 probabilities, in one process (time: best of "
+        f"{REPEATS} runs each, taking turns; memory: tracemalloc peak of one selection; issue #17's "
+        f"target: at most modAL's time and memory x {LIBRARY_SLACK:.2f}):",
+        "",
+        "| measure | Concord ms | modAL ms | Concord peak MiB | modAL peak MiB | same batch |",
+        "|---|---:|---:|---:|---:|---|",
+        *(
+            f"| `{r['strategy']}` / `{r['library']}` | {r['seconds'] * 1000:.1f} | {r['library_seconds'] * 1000:.1f} "
+            f"| {r['peak_mib']:.2f} | {r['library_peak_mib']:.2f} | {'yes' if r['same'] else 'no'} |"
+            for r in library
+        ),
+        "",
+        f"Target (issue #17: time and memory at most modAL's + 20 %): **{'met' if library_ok else 'MISSED'}**.",
+    ]
+    print("\n".join(text[-12:]))
     write_section(SECTION, "\n".join(text))
 
 

@@ -16,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from active_learning import sampling, services
+from active_learning import error_report, sampling, services
 from active_learning.models import STRATEGY_CHOICES, Cycle, CycleSelection
 from annotation.models import Annotation, Role
 from training.services import trainer_choices
@@ -229,6 +229,7 @@ def cycle_detail(request, slug, number):
         "batch": batch,
         "curve_chart": charts.learning_curve(services.learning_curve(project), highlight=cycle.number),
         "status_url": reverse("cycles:cycle-status", args=[project.slug]),
+        "error_model": error_report.cycle_report(cycle),
     }
     return render(request, "frontend/cycles/cycle_detail.html", context)
 

@@ -142,14 +142,24 @@ def test_label_schedule_ends_at_the_budget():
         label_schedule(20, 20, 10)
 
 
-def test_initial_draw_covers_every_class_and_is_seeded():
+def test_initial_draw_does_not_look_at_labels_and_is_seeded():
     y = np.repeat(np.arange(4), [2, 30, 30, 30])
     first = draw_initial(y, 6, random_state=0)
-    assert len(set(first.tolist())) == 6 and set(y[first]) == {0, 1, 2, 3}
+    assert len(set(first.tolist())) == 6
+    # Any other labelling (with two classes in the draw) gives the same draw: the labels are not read.
+    np.testing.assert_array_equal(draw_initial(np.random.default_rng(5).permutation(y), 6, random_state=0), first)
+    np.testing.assert_array_equal(first, np.random.default_rng(0).permutation(len(y))[:6])
     assert first.tolist() == draw_initial(y, 6, random_state=0).tolist()
     assert first.tolist() != draw_initial(y, 6, random_state=1).tolist()
-    with pytest.raises(ValueError, match="between 4"):
-        draw_initial(y, 3, random_state=0)
+    with pytest.raises(ValueError, match="between 2"):
+        draw_initial(y, 1, random_state=0)
+
+
+def test_a_single_class_initial_draw_swaps_its_last_item_for_another_class():
+    y = np.r_[np.zeros(50, dtype=int), 1]
+    order = np.random.default_rng(3).permutation(51)
+    draw = draw_initial(y, 4, random_state=3)
+    assert set(y[draw]) == {0, 1} and draw[:3].tolist() == order[:3].tolist() and draw[3] == 50
 
 
 def test_split_is_stratified_and_fixed():
@@ -186,7 +196,7 @@ def test_out_of_fold_rows_come_from_models_that_never_saw_them():
         ({"strategies": ["coreset"]}, "unknown strategy coreset"),
         ({"strategies": ["margin", "margin"]}, "named twice"),
         ({"budget": 5}, "budget \\(5\\) must be at least the initial set \\(10\\)"),
-        ({"initial": 5}, "between 10 \\(one per class\\)"),
+        ({"initial": 1}, "between 2 and"),
         ({"budget": 300}, "larger than the pool \\(280"),
         ({"test_size": 1.5}, "test_size"),
         ({"trainer": "svm"}, "unknown trainer"),
@@ -225,7 +235,7 @@ def test_command_writes_curves_json_and_a_png_and_prints_the_table(digits, tmp_p
     out_dir = tmp_path / "out"
     text = _run_command(
         "--dataset", str(data), "--strategies", "random,margin", "--seeds", "1",
-        "--initial", "10", "--batch", "10", "--budget", "30", "--out", str(out_dir),
+        "--initial", "10", "--batch", "10", "--budget", "30", "--splits", "2", "--out", str(out_dir),
     )  # fmt: skip
     curves = json.loads((out_dir / "curves.json").read_text())
     assert list(curves["strategies"]) == ["random", "margin"]
@@ -235,7 +245,9 @@ def test_command_writes_curves_json_and_a_png_and_prints_the_table(digits, tmp_p
         assert png.format == "PNG" and png.size == (960, 560)
         colors = png.convert("RGB").getcolors(png.width * png.height)
         assert len(colors) > 20  # lines, bands and text, not a blank page
-    assert "labels to 95%" in text and "accuracy at 30" in text
+    assert "labels to 95%" in text and "accuracy at 30" in text and "2 test split(s) x 1 seed(s) = 2 runs" in text
+    assert [split["split_seed"] for split in curves["splits"]] == [0, 1]
+    assert set(curves["summary"]) == {"random", "margin"} and curves["summary"]["margin"]["runs"] == 2
     for line in ("random", "margin"):
         assert any(row.startswith(line) for row in text.splitlines())
     assert f"curves: {out_dir / 'curves.json'}" in text and f"plot:   {out_dir / 'learning_curves.png'}" in text
@@ -245,13 +257,14 @@ def test_command_writes_curves_json_and_a_png_and_prints_the_table(digits, tmp_p
     ("args", "message"),
     [
         (["--dataset", "missing.npz"], "no such file"),
-        (["--dataset", "data.csv"], "must be 'digits' or a .npz"),
+        (["--dataset", "data.csv"], "must be one of digits, breast_cancer, wine, iris or a .npz"),
+        (["--splits", "0"], "--splits must be at least 1"),
         (["--dataset", "{no_y}"], "no array named y"),
         (["--dataset", "{short_y}"], "X has 30 rows but y has 29"),
         (["--dataset", "{garbage}"], "cannot read"),
         (["--strategies", "random,coreset"], "unknown strategy coreset"),
         (["--budget", "10", "--initial", "20"], "budget \\(10\\) must be at least the initial set \\(20\\)"),
-        (["--initial", "5"], "between 10 \\(one per class\\)"),
+        (["--initial", "1"], "between 2 and"),
         (["--initial", "2000", "--budget", "2000"], "larger than the pool \\(1257 items"),
         (["--weights", "entropy:lots"], "--weights: the weight of entropy must be a number"),
     ],

@@ -3,21 +3,29 @@ from pathlib import Path
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from active_learning.sampling import STRATEGIES, parse_weights
-from active_learning.simulation import simulate, write_json, write_png
+from active_learning.sampling import ALL_STRATEGIES, parse_weights
+from active_learning.simulation import aggregate, simulate_splits, write_json, write_png
 from training.trainers import TRAINERS
+
+# Datasets that ship inside scikit-learn's wheel (read from the installed files, no download).
+BUNDLED = ("digits", "breast_cancer", "wine", "iris")
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """``digits`` (scikit-learn's 8x8 digits, pixels / 16) or a ``.npz`` file with arrays X and y."""
-    if name == "digits":
-        from sklearn.datasets import load_digits
+    """``digits`` (scikit-learn's 8x8 digits, pixels / 16), ``breast_cancer``, ``wine`` or ``iris``
+    (scikit-learn's bundled tables, raw unscaled features), or a ``.npz`` file with arrays X and y."""
+    if name in BUNDLED:
+        from sklearn import datasets
 
-        digits = load_digits()
-        return (digits.images / 16.0).astype(np.float32), digits.target
+        data = getattr(datasets, f"load_{name}")()
+        if name == "digits":
+            return (data.images / 16.0).astype(np.float32), data.target
+        return data.data.astype(np.float32), data.target
     path = Path(name)
     if path.suffix != ".npz":
-        raise CommandError(f"--dataset must be 'digits' or a .npz file with arrays X and y, got {name!r}")
+        raise CommandError(
+            f"--dataset must be one of {', '.join(BUNDLED)} or a .npz file with arrays X and y, got {name!r}"
+        )
     if not path.is_file():
         raise CommandError(f"no such file: {path}")
     try:
@@ -40,17 +48,21 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
 class Command(BaseCommand):
     help = (
         "Simulate active learning with an oracle: learning curves (labels vs held-out test accuracy) per sampling "
-        "strategy over several seeds, the labels each needs to reach 95 % of the full-pool accuracy, curves.json "
-        "and learning_curves.png in --out."
+        "strategy over several seeds and test splits; per strategy the area under the curve and the labels it needs "
+        "to reach 95 % of the full-pool accuracy, with 95 % intervals over splits and seeds; curves.json and "
+        "learning_curves.png (the first split) in --out."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--dataset", default="digits", help="'digits' or a .npz file with arrays X and y")
         parser.add_argument(
-            "--strategies", default=",".join(STRATEGIES), help=f"comma-separated, of {', '.join(STRATEGIES)}"
+            "--dataset", default="digits", help=f"{', '.join(BUNDLED)} or a .npz file with arrays X and y"
+        )
+        parser.add_argument(
+            "--strategies", default=",".join(ALL_STRATEGIES), help=f"comma-separated, of {', '.join(ALL_STRATEGIES)}"
         )
         parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0, 1, ...)")
-        parser.add_argument("--initial", type=int, default=20, help="labels drawn at random to start")
+        parser.add_argument("--splits", type=int, default=3, help="number of test splits (split seeds 0, 1, ...)")
+        parser.add_argument("--initial", type=int, default=20, help="labels drawn at random (label-blind) to start")
         parser.add_argument("--batch", type=int, default=20, help="labels chosen per round")
         parser.add_argument("--budget", type=int, default=500, help="labels at which a run stops")
         parser.add_argument("--test-size", type=float, default=0.3, help="share of the data held out for testing")
@@ -70,10 +82,13 @@ class Command(BaseCommand):
             if opts["verbosity"] >= 2:
                 self.stdout.write(f"  {strategy} seed {seed}: accuracy {accuracies[0]:.3f} -> {accuracies[-1]:.3f}")
 
+        if opts["splits"] < 1:
+            raise CommandError("--splits must be at least 1")
         try:
-            result = simulate(
+            results = simulate_splits(
                 X,
                 y,
+                split_seeds=range(opts["splits"]),
                 strategies=strategies,
                 seeds=opts["seeds"],
                 initial=opts["initial"],
@@ -86,28 +101,43 @@ class Command(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        result["dataset"] = opts["dataset"]
+        summary = aggregate(results, reference="random")
+        result = {**results[0], "dataset": opts["dataset"], "splits": results, "summary": summary}
         out = Path(opts["out"])
         json_path = write_json(result, out / "curves.json")
-        png_path = write_png(result, out / "learning_curves.png", title=f"Active learning on {opts['dataset']}")
-        self.stdout.write(self.table(result))
+        png_path = write_png(
+            results[0], out / "learning_curves.png", title=f"Active learning on {opts['dataset']} (split 0)"
+        )
+        self.stdout.write(self.table(results, summary))
         self.stdout.write(f"curves: {json_path}\nplot:   {png_path}")
 
     @staticmethod
-    def table(r) -> str:
+    def table(results, summary) -> str:
+        r = results[0]
         budget = r["budget"]
+        n_runs = len(results) * len(r["seeds"])
         lines = [
-            f"{r['trainer']} on {r['n_pool']:,} pool / {r['n_test']:,} test items, {len(r['seeds'])} seed(s), "
-            f"initial {r['initial_size']}, batch {r['batch']}, budget {budget}",
-            f"full-pool accuracy {r['full_pool_accuracy']:.4f}; {r['target_fraction']:.0%} of it: "
-            f"{r['target_accuracy']:.4f}",
+            f"{r['trainer']} on {r['n_pool']:,} pool / {r['n_test']:,} test items, {len(results)} test split(s) x "
+            f"{len(r['seeds'])} seed(s) = {n_runs} runs, initial {r['initial_size']}, batch {r['batch']}, "
+            f"budget {budget}",
+            "full-pool accuracy per split (best of a C grid): "
+            + ", ".join(f"{x['full_pool_accuracy']:.4f}" for x in results)
+            + f"; target {r['target_fraction']:.0%} of it",
+            "intervals: 95 % bootstrap over splits, then seeds; a run that never reaches the target counts as "
+            f"{budget + r['batch']} labels",
             "",
-            f"{'strategy':<18} {'labels to ' + format(r['target_fraction'], '.0%'):>16} "
-            f"{'accuracy at ' + str(budget):>22}",
+            f"{'strategy':<18} {'AUC':>22} {'labels to ' + format(r['target_fraction'], '.0%'):>24} "
+            f"{'x random':>20} {'accuracy at ' + str(budget):>22}",
         ]
-        for name, c in r["strategies"].items():
-            reached = c["labels_to_target"]
-            reached = f"{reached:,}" if reached is not None else f"not by {budget:,}"
-            final = f"{c['final_accuracy']:.4f} ± {c['std'][-1]:.4f}"
-            lines.append(f"{name:<18} {reached:>16} {final:>22}")
+        for name, s in summary.items():
+            auc, n, ratio = s["auc"], s["labels"], s["vs_reference"]
+            final = np.mean([x["strategies"][name]["final_accuracy"] for x in results])
+            never = f" ({s['censored']} never)" if s["censored"] else ""
+            lines.append(
+                f"{name:<18} {auc['mean']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] "
+                f"{n['mean']:>6.0f} [{n['low']:.0f}, {n['high']:.0f}]{never:>10} "
+                f"{ratio['mean']:>5.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}] {final:>14.4f}"
+                if ratio
+                else f"{name:<18} {auc['mean']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] {n['mean']:>6.0f}{never}"
+            )
         return "\n".join(lines) + "\n"
