@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "annotation",
     "active_learning",
     "training",
+    "deployment",
     "frontend",
 ]
 
@@ -353,4 +354,23 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# Devices and telemetry (deployment/). Raw telemetry rows are kept RAW_RETENTION_DAYS, then rolled up
+# into daily aggregates (kept) and deleted by the beat task below; a record older than that, or
+# more than FUTURE_SKEW_SECONDS ahead of the server's clock, is refused.
+CONCORD_DEPLOYMENT = {
+    "RAW_RETENTION_DAYS": _positive("DEPLOYMENT_RAW_RETENTION_DAYS", 30),
+    "MAX_BATCH": _positive("DEPLOYMENT_MAX_BATCH", 1000),  # records per telemetry batch
+    "MAX_BODY_BYTES": _positive("DEPLOYMENT_MAX_BODY_BYTES", 16 * 1024 * 1024),  # as sent (gzip or not)
+    "MAX_DECOMPRESSED_BYTES": _positive("DEPLOYMENT_MAX_DECOMPRESSED_BYTES", 32 * 1024 * 1024),  # gzip bombs stop here
+    "MAX_INPUT_BYTES": _positive("DEPLOYMENT_MAX_INPUT_BYTES", 1024 * 1024),  # one sampled input image
+    "BATCHES_PER_MINUTE": _positive("DEPLOYMENT_BATCHES_PER_MINUTE", 120),  # per device, all device endpoints
+    "FUTURE_SKEW_SECONDS": 300,
+    "ROLLUP_EVERY_SECONDS": _positive("DEPLOYMENT_ROLLUP_EVERY_SECONDS", 3600),
+}
+CELERY_BEAT_SCHEDULE["deployment-rollup-and-retention"] = {
+    "task": "deployment.rollup_and_expire",
+    "schedule": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"]),
+    "options": {"expires": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"])},
 }
