@@ -43,11 +43,14 @@ __all__ = [
     "KS_EXACT_MAX_N",
     "PSI_EPSILON",
     "WindowedDetector",
+    "check_window",
     "chi_square_gof",
     "chi_square_homogeneity",
+    "field_priority",
     "image_statistics",
     "input_drift",
     "ks_2samp",
+    "outlyingness",
     "psi",
     "psi_continuous",
 ]
@@ -297,7 +300,7 @@ class WindowedDetector:
     def _close_window(self) -> dict:
         k = len(self.reference_counts)
         counts = np.bincount(np.asarray(self._classes), minlength=k)[:k]
-        result = test_window(
+        result = check_window(
             self.reference_counts,
             self.reference_confidences,
             counts,
@@ -314,7 +317,7 @@ class WindowedDetector:
         return result
 
 
-def test_window(ref_counts, ref_conf, counts, conf, ref_stats=None, stats=None, alpha: float = 0.001) -> dict:
+def check_window(ref_counts, ref_conf, counts, conf, ref_stats=None, stats=None, alpha: float = 0.001) -> dict:
     """The tests of one window (see :class:`WindowedDetector`): a dict with ``psi`` (class
     shares), ``chi2``, ``chi2_p``, ``ks``, ``ks_p``, ``input_score``, ``input_p`` (None without
     inputs), ``level`` (alpha / m), ``reasons`` (the tests that fired) and ``alarm``."""
@@ -346,3 +349,33 @@ def test_window(ref_counts, ref_conf, counts, conf, ref_stats=None, stats=None, 
         "reasons": reasons,
         "alarm": bool(reasons),
     }
+
+
+def outlyingness(reference_stats, stats) -> np.ndarray:
+    """How far each input (N, S) lies in the tails of the reference (M, S), in [0, 1]: per
+    statistic ``|2 F(x) - 1|`` with F the reference's empirical CDF (0 at the median, 1 beyond
+    every reference value), the largest over the statistics. Shape (N,)."""
+    ref = np.sort(np.asarray(reference_stats, dtype=np.float64), axis=0)
+    x = np.asarray(stats, dtype=np.float64)
+    if ref.ndim != 2 or x.ndim != 2 or ref.shape[1] != x.shape[1] or ref.shape[0] == 0:
+        raise ValueError("reference and sample statistics must be (M, S) and (N, S) arrays, M > 0")
+    m = ref.shape[0]
+    cdf = np.column_stack(
+        [
+            (np.searchsorted(ref[:, s], x[:, s], side="left") + np.searchsorted(ref[:, s], x[:, s], side="right"))
+            / (2 * m)
+            for s in range(x.shape[1])
+        ]
+    )
+    return np.abs(2 * cdf - 1).max(axis=1) if x.shape[0] else np.zeros(0)
+
+
+def field_priority(confidence, drifted) -> np.ndarray:
+    """The ``field`` strategy's score (N,) in [0, 1]: the mean of the model's doubt
+    (1 - confidence) and how drifted the input is (:func:`outlyingness`, 0 where unknown).
+    Higher is labelled first: low confidence and far-out inputs lead."""
+    conf = np.clip(np.asarray(confidence, dtype=np.float64).ravel(), 0.0, 1.0)
+    far = np.nan_to_num(np.asarray(drifted, dtype=np.float64).ravel(), nan=0.0)
+    if conf.shape != far.shape:
+        raise ValueError("confidence and drifted must have the same length")
+    return 0.5 * (1.0 - conf) + 0.5 * np.clip(far, 0.0, 1.0)

@@ -166,3 +166,13 @@ def test_windowed_detector_uses_inputs_when_they_come():
     stats[:50] = rng.normal(size=(50, 5)) + np.array([0, 0, 0, 0, 2.0])
     (window,) = det.update(cls, conf, stats)
     assert window["reasons"] == ["inputs"] and window["level"] == pytest.approx(0.001 / 3)
+
+
+def test_outlyingness_and_the_field_priority():
+    ref = np.arange(100, dtype=float).reshape(100, 1)
+    far = drift.outlyingness(ref, np.array([[49.5], [-5.0], [200.0], [24.5]]))
+    assert far == pytest.approx([0.0, 1.0, 1.0, 0.5])
+    score = drift.field_priority([0.9, 0.9, 0.2, 0.9], far)
+    assert score == pytest.approx([0.05, 0.55, 0.9, 0.3])
+    assert list(np.argsort(-score)) == [2, 1, 3, 0]
+    assert drift.field_priority([0.4], [np.nan]) == pytest.approx([0.3])
