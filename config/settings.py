@@ -387,6 +387,7 @@ CONCORD_MONITORING = {
     "ALPHA": _monitoring_alpha,
     "PSI_WARNING": 0.25,
     "MIN_INPUTS": 20,
+    "QUEUE": env.str("CONCORD_MONITORING_QUEUE", default=""),  # Celery queue of the task; "" = default
 }
 CELERY_BEAT_SCHEDULE["deployment-monitoring"] = {
     "task": "deployment.monitor_all",

@@ -33,5 +33,6 @@ urlpatterns = [
     path("", include("frontend.training_urls")),
     path("", include("frontend.adjudication_urls")),
     path("", include("frontend.cycle_urls")),
+    path("", include("deployment.monitoring_urls")),
     path("", include("frontend.urls")),
 ]

@@ -16,6 +16,7 @@ Thresholds: ``CONCORD_MONITORING`` (settings) overridden by a project's
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 
@@ -33,6 +34,7 @@ from .models import Channel, DailyAggregate, Device, TelemetryRecord
 from .monitoring_models import DriftAlert, DriftWindow, MonitoringThresholds
 from .monitoring_reference import ReferenceError, class_index, reference_for, stats_of_files
 
+logger = logging.getLogger(__name__)
 MONITOR_PROJECT = "deployment.monitor_project"
 DEFAULTS = {"WINDOW": 200, "ALPHA": 0.001, "PSI_WARNING": 0.25, "MIN_INPUTS": 20}
 MAX_WINDOWS_PER_RUN = 500  # per group; the next run continues where this one stopped
@@ -52,8 +54,18 @@ def thresholds(project, channel: str | None = None) -> dict:
 
 
 def queue_monitoring(project) -> None:
-    """Queue the monitoring task for the project once the current transaction commits."""
-    queueing.queue_on_commit(MONITOR_PROJECT, project.pk)
+    """Queue the monitoring task for the project once the current transaction commits. A broker
+    that refuses is logged, not raised: the next beat run computes the same windows."""
+    project_id = project.pk
+    queue = getattr(settings, "CONCORD_MONITORING", {}).get("QUEUE") or None
+
+    def send():
+        try:
+            queueing.task(MONITOR_PROJECT).apply_async((project_id,), queue=queue)
+        except Exception:
+            logger.exception("could not queue monitoring of project %s", project_id)
+
+    transaction.on_commit(send)
 
 
 def monitor_project(project) -> dict:
