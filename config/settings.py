@@ -101,6 +101,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Refuses NUL and other control characters in any parameter, naming the field (annotation/text_rules.py).
     "config.text_input.TextInputMiddleware",
+    # A device's Bearer token opens /api/v1/device/ only: 401 anywhere else (deployment/device_auth.py).
+    "deployment.device_auth.DeviceTokenBoundaryMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -241,6 +243,7 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
         "ModelExportStatusEnum": "training.models.ModelExport.Status",
         "CycleStatusEnum": "active_learning.models.Cycle.Status",
+        "ModelExportFormatEnum": "training.models.ModelExport.Format",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -16,6 +16,9 @@ from django.http.multipartparser import MultiPartParserError
 from annotation.text_rules import control_character_problem, json_text_problems
 
 API_PREFIX = "/api/"
+# Device telemetry checks every string itself (deployment/telemetry_records.py) and stores no free
+# text; reading its body here would parse each batch twice and cap it below its own gzip-aware limit.
+SKIP_BODY_PREFIXES = ("/api/v1/device/telemetry",)
 MAX_FIELD_NAME_SHOWN = 100
 
 
@@ -39,6 +42,8 @@ def first_problem(request):
     if found:
         return found
     if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return None
+    if request.path_info.startswith(SKIP_BODY_PREFIXES):
         return None
     content_type = request.content_type or ""
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):

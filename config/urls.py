@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("training.urls")),
     path("api/v1/", include("active_learning.urls")),
+    path("api/v1/", include("deployment.urls")),
     path("items/<int:pk>/<str:kind>/", item_file, name="item-file"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", api_docs, name="api-docs"),
