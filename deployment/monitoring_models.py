@@ -11,7 +11,11 @@ from django.db.models.functions import Now
 from annotation.models import Project
 from training.models import ModelExport
 
-from .models import ChannelName, Device
+# deployment/models.py imports this module at its end (so Django finds these models); importing it
+# back would close a circle. Hence the device by its label and the channels spelled out here
+# (tests/integration/test_field_monitoring.py checks they equal ChannelName's).
+CHANNEL_CHOICES = [("stable", "Stable"), ("canary", "Canary")]
+Device = "deployment.Device"
 
 
 class MonitoringReference(models.Model):
@@ -35,7 +39,7 @@ class DriftWindow(models.Model):
     starts after the last record of the group's previous window."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    channel = models.CharField(max_length=10, choices=ChannelName.choices)
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES)
     export = models.ForeignKey(ModelExport, on_delete=models.CASCADE, related_name="+")
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     first_record = models.BigIntegerField(help_text="Id of the window's first telemetry record.")
@@ -81,7 +85,7 @@ class DriftAlert(models.Model):
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="drift_alerts")
-    channel = models.CharField(max_length=10, choices=ChannelName.choices)
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES)
     export = models.ForeignKey(ModelExport, on_delete=models.CASCADE, related_name="+")
     device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     window = models.ForeignKey(DriftWindow, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -116,7 +120,7 @@ class MonitoringThresholds(models.Model):
     from ``CONCORD_MONITORING``. A channel's row wins over the project's."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    channel = models.CharField(max_length=10, choices=ChannelName.choices, blank=True)
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES, blank=True)
     window = models.PositiveIntegerField(help_text="Predictions per tested window.")
     alpha = models.FloatField(help_text="False-alarm probability per window on a stable stream.")
     psi_warning = models.FloatField(help_text="PSI drawn as the warning line.")

@@ -255,3 +255,10 @@ def test_field_accuracy_per_bundle_with_wilson_interval_and_concept_drift(projec
     assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low), pytest.approx(high))
     assert (row["dev_ci_low"], row["dev_ci_high"]) == (pytest.approx(dev_low), pytest.approx(dev_high))
     assert row["concept_drift"] is True
+
+
+def test_the_monitoring_models_name_the_same_channels():
+    from deployment.models import ChannelName
+    from deployment.monitoring_models import CHANNEL_CHOICES
+
+    assert ChannelName.choices == CHANNEL_CHOICES

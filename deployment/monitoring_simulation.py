@@ -1,0 +1,344 @@
+"""The field simulator behind ``manage.py simulate_field``: simulated devices running the device
+runner against a live server, a stable phase, then a drifting one, and what monitoring made of it.
+
+What it does, in order (seeded: the same seed sends the same images in the same order):
+
+1. Picks the images a device "sees": the project's dev and test items that have a ground truth
+   (gold, else resolution, else the labels' majority: deployment/field_queue.py's rule), so the
+   truth of every prediction is known and none was trained on.
+2. Registers N devices whose ids put them on the chosen channel (the canary draw is a hash of
+   the id), and sets the channel's sampling to ``sample_rate`` with no confidence threshold, so
+   the inputs that come back are a uniform sample of the predictions (the field-accuracy
+   estimate is then unbiased; the old settings are put back at the end).
+3. **Control**: a stream with no drift, as long as the two phases together: every window that
+   alarms is a false alarm.
+4. **Stable, then drifting**: the same images, then more and more rotated, thinned and noised
+   (severity rising linearly from 0 to 1 over the drifting phase). Detection delay = predictions
+   of the drifting phase sent until the window that raised the alert.
+
+Each device fetches the bundle of its channel through ``GET /api/v1/device/bundle`` and classifies
+with the runner's own :class:`training.device.classify.Bundle` (LiteRT); it sends its records in
+gzip batches to ``POST /api/v1/device/telemetry`` and sends the inputs the server asks for at
+once. After every round of batches the monitoring computation runs, as beat would. Stable-phase
+images keep their pixels exactly but get a PNG text chunk with the device and sequence number, so
+each is a new input (a byte-identical image would be the training item itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import math
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, PngImagePlugin
+
+from annotation.models import Item, LabelClass
+
+from . import channels, devices, field_queue, keys, monitoring
+from .models import ChannelName, TelemetryRecord
+from .monitoring_models import DriftAlert, DriftWindow
+
+MAX_ROTATION = 75.0  # degrees at full severity
+MAX_NOISE = 60.0  # gray levels (standard deviation) at full severity
+
+
+class SimulationError(Exception):
+    """The project cannot be simulated (no bundle on the channel, no images with a truth...)."""
+
+
+def drifted(image: Image.Image, severity: float, rng: np.random.Generator) -> Image.Image:
+    """The image as a drifting device sees it: rotated by up to 75 degrees, strokes thinned from
+    severity 0.5 on, and Gaussian noise; severity 0 returns the pixels unchanged."""
+    if severity <= 0:
+        return image
+    gray = image.convert("L")
+    angle = float(rng.choice([-1, 1])) * MAX_ROTATION * severity
+    gray = gray.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
+    if severity >= 0.5:
+        gray = gray.filter(ImageFilter.MaxFilter(3))  # dark ink on light paper: thinner strokes
+    noisy = np.asarray(gray, dtype=np.float64) + rng.normal(0.0, MAX_NOISE * severity, size=gray.size[::-1])
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode="L")
+
+
+def png_bytes(image: Image.Image, tag: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("concord-sim", tag)
+    out = io.BytesIO()
+    image.save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+@dataclass
+class Device:
+    """One simulated device: its token, its bundle (the runner's Bundle) and its counters."""
+
+    name: str
+    token: str
+    bundle: object = None
+    sha256: str = ""
+    seq: int = 0
+    truth: dict = field(default_factory=dict)  # seq -> (true class name, predicted class name)
+
+
+class Client:
+    """The device side of the HTTP protocol (deployment/telemetry.py's docstring)."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.batch_seconds: list[float] = []
+        self.records_sent = 0
+
+    def _call(self, method, path, token, body=None, headers=None):
+        request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own server)
+            self.url + path, data=body, method=method, headers={"Authorization": f"Bearer {token}", **(headers or {})}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def load_bundle(self, device: Device, folder: Path) -> None:
+        from training.device.classify import Bundle
+
+        status, body = self._call("GET", "/api/v1/device/bundle/meta", device.token)
+        if status != 200:
+            raise SimulationError(f"bundle metadata for {device.name}: HTTP {status} {body[:200]!r}")
+        meta = json.loads(body)
+        status, data = self._call("GET", "/api/v1/device/bundle", device.token)
+        if status != 200:
+            raise SimulationError(f"bundle for {device.name}: HTTP {status}")
+        path = folder / f"{device.name}.zip"
+        path.write_bytes(data)
+        device.bundle, device.sha256 = Bundle(path, num_threads=1), meta["sha256"]
+
+    def post(self, device: Device, records: list) -> dict:
+        body = gzip.compress(json.dumps({"records": records}).encode())
+        started = time.perf_counter()
+        status, answer = self._call(
+            "POST",
+            "/api/v1/device/telemetry",
+            device.token,
+            body,
+            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+        self.batch_seconds.append(time.perf_counter() - started)
+        if status != 200:
+            raise SimulationError(f"telemetry of {device.name}: HTTP {status} {answer[:300]!r}")
+        return json.loads(answer)
+
+    def report(self, device: Device, images: list[tuple[bytes, str]]) -> None:
+        """Classify the images, send them as one batch, then send the inputs the server wants."""
+        records, inputs = [], {}
+        for data, truth in images:
+            started = time.perf_counter()
+            scores = device.bundle.scores(io.BytesIO(data))
+            latency = (time.perf_counter() - started) * 1000
+            top = np.argsort(-scores)[:3]
+            name = device.bundle.labels[int(top[0])]
+            seq = device.seq
+            device.seq += 1
+            device.truth[seq] = (truth, name)
+            inputs[seq] = data
+            records.append(
+                {
+                    "seq": seq,
+                    "predicted_at": datetime.now(UTC).isoformat(),
+                    "bundle_sha256": device.sha256,
+                    "predicted_class": name,
+                    "top_scores": {device.bundle.labels[int(k)]: float(min(max(scores[k], 0), 1)) for k in top},
+                    "confidence": float(min(max(scores[top[0]], 0.0), 1.0)),
+                    "latency_ms": round(latency, 3),
+                }
+            )
+        answer = self.post(device, records)
+        self.records_sent += answer["accepted"] - answer["duplicates"]
+        wanted = [r for r in records if r["seq"] in set(answer["inputs_wanted"])]
+        if wanted:
+            for r in wanted:
+                r["input"] = base64.b64encode(inputs[r["seq"]]).decode()
+            self.post(device, wanted)
+
+
+def _pool(project) -> tuple[list[str], list[str]]:
+    """Image paths and true class names of the project's dev and test items with a truth."""
+    from django.core.files.storage import default_storage
+
+    rows = list(
+        Item.objects.filter(project=project, split__in=["dev", "test"])
+        .exclude(image="")
+        .order_by("pk")
+        .values_list("pk", "image")
+    )
+    truth = field_queue._truth(project, [pk for pk, _ in rows])
+    names = dict(LabelClass.objects.filter(project=project).values_list("pk", "name"))
+    pool = [(default_storage.path(image), names[truth[pk]]) for pk, image in rows if pk in truth]
+    if len(pool) < 10:
+        raise SimulationError("the project needs at least 10 dev or test images with a ground truth to simulate")
+    return [p for p, _ in pool], [t for _, t in pool]
+
+
+def _devices(project, channel_name: str, n: int, seed: int, canary_share: int) -> list[Device]:
+    out, j = [], 0
+    while len(out) < n:
+        uid = f"sim-{seed}-{j}"
+        j += 1
+        on_canary = keys.on_canary(uid, canary_share)
+        if (channel_name == ChannelName.CANARY) != on_canary:
+            continue
+        issued = devices.create_device(project, name=uid, device_uid=uid)
+        out.append(Device(name=uid, token=issued.secret))
+        if j > 100_000:
+            raise SimulationError("no device id lands on that channel")
+    return out
+
+
+def _group_windows(project, channel, export_id):
+    return DriftWindow.objects.filter(project=project, channel=channel, export_id=export_id, device__isnull=True)
+
+
+def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000, batch=50, sample_rate=0.2, seed=0,
+        label=False, log=print) -> dict:  # fmt: skip
+    """Run the simulation (module docstring) and return its figures."""
+    chans = channels.channels_of(project)
+    chan = chans[channel]
+    if chan.export_id is None:
+        raise SimulationError(f"no bundle is published on the {channel} channel")
+    if channel == ChannelName.CANARY and chan.canary_share == 0:
+        raise SimulationError("the canary share is 0 %: no device runs canary")
+    export_id = chan.export_id
+    paths, truths = _pool(project)
+    rng = np.random.default_rng(seed)
+    previous = {"sample_rate": chan.sample_rate, "confidence_threshold": chan.confidence_threshold}
+    channels.update_settings(chan, sample_rate=sample_rate, confidence_threshold=0.0, note="simulate_field")
+    client = Client(url)
+    fleet = _devices(project, channel, n_devices, seed, chan.canary_share)
+    figures = {"devices": n_devices, "channel": channel, "stable": stable, "drift": drift, "seed": seed}
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            for device in fleet:
+                client.load_bundle(device, Path(folder))
+
+            def stream(total, severity_of, phase):
+                sent = 0
+                while sent < total:
+                    for device in fleet:
+                        take = min(batch, total - sent)
+                        if take <= 0:
+                            break
+                        images = []
+                        for _ in range(take):
+                            k = int(rng.integers(len(paths)))
+                            with Image.open(paths[k]) as im:
+                                image = drifted(im.convert("L"), severity_of(sent), rng)
+                            images.append((png_bytes(image, f"{phase}:{device.name}:{device.seq}"), truths[k]))
+                            sent += 1
+                        client.report(device, images)
+                    monitoring.monitor_project(project)
+
+            # 1. control: no drift over the same length
+            total = stable + drift
+            stream(total, lambda i: 0.0, "control")
+            control = list(_group_windows(project, channel, export_id).order_by("first_record"))
+            false_alarms = sum(w.alarm for w in control)
+            group = {"project": project, "channel": channel, "export_id": export_id}
+            open_alerts = DriftAlert.objects.filter(**group, status="open")
+            control_alert = open_alerts.filter(device__isnull=True).exists()
+            for alert in open_alerts:
+                monitoring.acknowledge(alert, None)
+            before = TelemetryRecord.objects.filter(project=project, channel=channel, export_id=export_id).count()
+            # 2. stable, then drifting
+            stream(stable, lambda i: 0.0, "stable")
+            drift_start = before + stable
+            stream(drift, lambda i: (i + 1) / drift, "drift")
+            alert = DriftAlert.objects.filter(
+                project=project, channel=channel, export_id=export_id, device__isnull=True, status="open"
+            ).first()
+            windows = _group_windows(project, channel, export_id)
+            elapsed = time.perf_counter() - started
+    finally:
+        channels.update_settings(chan, **previous, note="simulate_field: settings restored")
+    figures.update(
+        control_windows=len(control),
+        false_alarm_windows=int(false_alarms),
+        false_alarm_rate=false_alarms / len(control) if control else None,
+        control_alert=control_alert,
+        window=monitoring.thresholds(project, channel)["window"],
+        alpha=monitoring.thresholds(project, channel)["alpha"],
+        detected=alert is not None,
+        alert_reasons=alert.reasons if alert else [],
+        samples_to_alert=(alert.records_seen - drift_start) if alert else None,
+        windows_total=windows.count(),
+        records=client.records_sent,
+        seconds=round(elapsed, 2),
+    )
+    figures.update(_latency(client))
+    figures.update(_accuracy(project, export_id, fleet, label))
+    log(json.dumps(figures, indent=2))
+    return figures
+
+
+def _latency(client: Client) -> dict:
+    s = np.asarray(client.batch_seconds)
+    spent = float(s.sum()) or math.nan
+    return {
+        "batches": int(s.size),
+        "batch_p50_ms": round(float(np.percentile(s, 50)) * 1000, 1) if s.size else None,
+        "batch_p95_ms": round(float(np.percentile(s, 95)) * 1000, 1) if s.size else None,
+        "records_per_second_in_requests": round(client.records_sent / spent, 1) if s.size else None,
+    }
+
+
+def _accuracy(project, export_id, fleet, label: bool) -> dict:
+    """The bundle's true accuracy over every prediction of the run, and (with ``label``: a
+    simulated labeler gives each field item its true class) the field-accuracy estimate."""
+    pairs = [pair for device in fleet for pair in device.truth.values()]
+    true_accuracy = float(np.mean([t == p for t, p in pairs])) if pairs else None
+    out = {"true_accuracy": true_accuracy, "field_items": 0}
+    if label:
+        out["field_items"] = _label_field_items(project, fleet)
+        row = next((r for r in field_queue.field_accuracy(project) if r["export"] == export_id), None)
+        if row is not None:
+            out.update(
+                field_accuracy=row["accuracy"],
+                field_ci=[row["ci_low"], row["ci_high"]],
+                field_labelled=row["labelled"],
+                covers_truth=bool(row["ci_low"] <= true_accuracy <= row["ci_high"]),
+            )
+    return out
+
+
+def _label_field_items(project, fleet) -> int:
+    """Label each unlabelled field item of the run with its true class, as user
+    ``simulated-field-labeler`` (a labeler of the project, created on first use)."""
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import Annotation, AnnotationLabel, Membership, Role
+
+    user, _ = get_user_model().objects.get_or_create(username="simulated-field-labeler")
+    Membership.objects.get_or_create(user=user, project=project, defaults={"role": Role.LABELER})
+    names = {n: pk for pk, n in LabelClass.objects.filter(project=project).values_list("pk", "name")}
+    truth_of = {}
+    for device in fleet:
+        rows = TelemetryRecord.objects.filter(device__name=device.name, project=project, item__isnull=False)
+        for seq, item_id in rows.values_list("seq", "item_id"):
+            truth_of.setdefault(item_id, device.truth[seq][0])
+    labelled = set(Annotation.objects.filter(item_id__in=truth_of, is_current=True).values_list("item_id", flat=True))
+    todo = [(item_id, t) for item_id, t in truth_of.items() if item_id not in labelled]
+    annotations = Annotation.objects.bulk_create(Annotation(item_id=item_id, labeler=user) for item_id, _ in todo)
+    AnnotationLabel.objects.bulk_create(
+        AnnotationLabel(annotation=a, label_class_id=names[t]) for a, (_, t) in zip(annotations, todo, strict=True)
+    )
+    return len(todo)
