@@ -23,7 +23,7 @@ from collections import defaultdict
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, F, Max
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -304,6 +304,6 @@ def summary(project, *, channel: str | None = None, export_id: int | None = None
                 "opened_at": a.opened_at.isoformat(),
                 "figures": a.figures,
             }
-            for a in alerts.order_by("-opened_at", "-id")[:50]
+            for a in alerts.order_by(F("device").asc(nulls_first=True), "-opened_at", "-id")[:50]
         ],
     }

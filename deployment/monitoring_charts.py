@@ -45,7 +45,7 @@ def line_chart(series, *, thresholds=(), title, y_label, y_max=None, x_label="pr
     [(x, y or None, tip, alarm)]; ``thresholds`` [(y, label, colour)] are dashed lines across.
     An alarming window's point is drawn as a larger red ring."""
     width, height = 560.0, 240.0
-    left, right, top, bottom = 52.0, 110.0, 16.0, 40.0
+    left, right, top, bottom = 52.0, 126.0, 16.0, 40.0
     plot_w, plot_h = width - left - right, height - top - bottom
     xs = [p[0] for _, _, pts in series for p in pts]
     ys = [p[1] for _, _, pts in series for p in pts if p[1] is not None] + [t[0] for t in thresholds]

@@ -209,8 +209,9 @@ def _group_windows(project, channel, export_id):
 
 
 def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000, batch=50, sample_rate=0.2, seed=0,
-        label=False, log=print) -> dict:  # fmt: skip
-    """Run the simulation (module docstring) and return its figures."""
+        label=False, control=True, log=print) -> dict:  # fmt: skip
+    """Run the simulation (module docstring) and return its figures; ``control=False`` skips the
+    no-drift control stream (no false-alarm figures then)."""
     chans = channels.channels_of(project)
     chan = chans[channel]
     if chan.export_id is None:
@@ -246,13 +247,15 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
                             images.append((png_bytes(image, f"{phase}:{device.name}:{device.seq}"), truths[k]))
                             sent += 1
                         client.report(device, images)
+                    # what beat's monitoring task does (deployment/monitoring_tasks.py), in this process
                     monitoring.monitor_project(project)
+                    field_queue.queue_field_items(project)
 
             # 1. control: no drift over the same length
-            total = stable + drift
-            stream(total, lambda i: 0.0, "control")
-            control = list(_group_windows(project, channel, export_id).order_by("first_record"))
-            false_alarms = sum(w.alarm for w in control)
+            if control:
+                stream(stable + drift, lambda i: 0.0, "control")
+            control_windows = list(_group_windows(project, channel, export_id).order_by("first_record"))
+            false_alarms = sum(w.alarm for w in control_windows)
             group = {"project": project, "channel": channel, "export_id": export_id}
             open_alerts = DriftAlert.objects.filter(**group, status="open")
             control_alert = open_alerts.filter(device__isnull=True).exists()
@@ -271,9 +274,9 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
     finally:
         channels.update_settings(chan, **previous, note="simulate_field: settings restored")
     figures.update(
-        control_windows=len(control),
+        control_windows=len(control_windows),
         false_alarm_windows=int(false_alarms),
-        false_alarm_rate=false_alarms / len(control) if control else None,
+        false_alarm_rate=false_alarms / len(control_windows) if control_windows else None,
         control_alert=control_alert,
         window=monitoring.thresholds(project, channel)["window"],
         alpha=monitoring.thresholds(project, channel)["alpha"],

@@ -8,11 +8,8 @@ from deployment import channels
 from deployment.models import TelemetryRecord
 from deployment.monitoring_models import DriftAlert, MonitoringReference
 from deployment.monitoring_simulation import SimulationError, run
-from training import exports, services
-from training.models import ModelVersion
-from training.tasks import export_model
 
-from .training_data import add_digit_items
+from .field_bundle import trained_export
 
 WINDOW = 100
 DETECT_WITHIN = 300  # predictions of the drifting phase (of 400) until the alert
@@ -20,24 +17,9 @@ DETECT_WITHIN = 300  # predictions of the drifting phase (of 400) until the aler
 
 @pytest.fixture
 def canary_bundle(project, mle, settings):
-    """150 digit images (0, 1, 2; 90 train, 30 dev, 30 test), a small Keras CNN, its int8 export
-    published to canary at 100 %."""
-    settings.CONCORD_TRAINING = {**settings.CONCORD_TRAINING, "CV_BELOW_LABELS": 10}
+    """field_bundle's export, published to canary at 100 %."""
     settings.CONCORD_MONITORING = {**settings.CONCORD_MONITORING, "WINDOW": WINDOW, "ALPHA": 0.001}
-    add_digit_items(project, 150)
-    version = ModelVersion.objects.create(
-        project=project,
-        trainer="keras_cnn",
-        hyperparameters=services.check_hyperparameters(
-            "keras_cnn", {"epochs": 12, "image_size": 16, "filters": 8, "batch_size": 16, "augment": 0.0}
-        ),
-        policy=services.check_policy(None),
-    )
-    assert services.run_training(version.pk) == "ready", ModelVersion.objects.get(pk=version.pk).error
-    version.refresh_from_db()
-    export = exports.start_export(version, "int8", queue_task=False)
-    assert export_model(export.pk) == "ready"
-    export.refresh_from_db()
+    export = trained_export(project, settings)
     canary = channels.channels_of(project)["canary"]
     channels.publish(canary, export, user=mle)
     channels.set_share(channels.channels_of(project)["canary"], 100, user=mle)
