@@ -40,12 +40,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from django.db.models import Max
 from PIL import Image, ImageFilter, PngImagePlugin
 
 from annotation.models import Item, LabelClass
 
 from . import channels, devices, field_queue, keys, monitoring
-from .models import ChannelName, TelemetryRecord
+from .models import ChannelName, Device, TelemetryRecord
 from .monitoring_models import DriftAlert, DriftWindow
 
 MAX_ROTATION = 75.0  # degrees at full severity
@@ -79,11 +80,12 @@ def png_bytes(image: Image.Image, tag: str) -> bytes:
 
 
 @dataclass
-class Device:
+class SimDevice:
     """One simulated device: its token, its bundle (the runner's Bundle) and its counters."""
 
     name: str
     token: str
+    pk: int = 0
     bundle: object = None
     sha256: str = ""
     seq: int = 0
@@ -98,6 +100,7 @@ class Client:
         self.timeout = timeout
         self.batch_seconds: list[float] = []
         self.records_sent = 0
+        self.throttled = 0
 
     def _call(self, method, path, token, body=None, headers=None):
         request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own server)
@@ -109,7 +112,7 @@ class Client:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def load_bundle(self, device: Device, folder: Path) -> None:
+    def load_bundle(self, device: SimDevice, folder: Path) -> None:
         from training.device.classify import Bundle
 
         status, body = self._call("GET", "/api/v1/device/bundle/meta", device.token)
@@ -123,22 +126,27 @@ class Client:
         path.write_bytes(data)
         device.bundle, device.sha256 = Bundle(path, num_threads=1), meta["sha256"]
 
-    def post(self, device: Device, records: list) -> dict:
+    def post(self, device: SimDevice, records: list) -> dict:
         body = gzip.compress(json.dumps({"records": records}).encode())
-        started = time.perf_counter()
-        status, answer = self._call(
-            "POST",
-            "/api/v1/device/telemetry",
-            device.token,
-            body,
-            {"Content-Type": "application/json", "Content-Encoding": "gzip"},
-        )
+        for _attempt in range(5):
+            started = time.perf_counter()
+            status, answer = self._call(
+                "POST",
+                "/api/v1/device/telemetry",
+                device.token,
+                body,
+                {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            )
+            if status != 429:  # over the per-device rate: wait as a device would, then send again
+                break
+            self.throttled += 1
+            time.sleep(2.0)
         self.batch_seconds.append(time.perf_counter() - started)
         if status != 200:
             raise SimulationError(f"telemetry of {device.name}: HTTP {status} {answer[:300]!r}")
         return json.loads(answer)
 
-    def report(self, device: Device, images: list[tuple[bytes, str]]) -> None:
+    def report(self, device: SimDevice, images: list[tuple[bytes, str]]) -> None:
         """Classify the images, send them as one batch, then send the inputs the server wants."""
         records, inputs = [], {}
         for data, truth in images:
@@ -189,7 +197,7 @@ def _pool(project) -> tuple[list[str], list[str]]:
     return [p for p, _ in pool], [t for _, t in pool]
 
 
-def _devices(project, channel_name: str, n: int, seed: int, canary_share: int) -> list[Device]:
+def _devices(project, channel_name: str, n: int, seed: int, canary_share: int) -> list[SimDevice]:
     out, j = [], 0
     while len(out) < n:
         uid = f"sim-{seed}-{j}"
@@ -197,8 +205,10 @@ def _devices(project, channel_name: str, n: int, seed: int, canary_share: int) -
         on_canary = keys.on_canary(uid, canary_share)
         if (channel_name == ChannelName.CANARY) != on_canary:
             continue
+        for earlier in Device.objects.filter(project=project, device_uid=uid, revoked_at__isnull=True):
+            devices.revoke_device(earlier)  # a device of an earlier run with this seed: its token is gone
         issued = devices.create_device(project, name=uid, device_uid=uid)
-        out.append(Device(name=uid, token=issued.secret))
+        out.append(SimDevice(name=uid, token=issued.secret, pk=issued.obj.pk))
         if j > 100_000:
             raise SimulationError("no device id lands on that channel")
     return out
@@ -251,12 +261,15 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
                     monitoring.monitor_project(project)
                     field_queue.queue_field_items(project)
 
+            group = {"project": project, "channel": channel, "export_id": export_id}
+            for alert in DriftAlert.objects.filter(**group, status="open"):
+                monitoring.acknowledge(alert, None)  # left open by an earlier run: this run starts clean
+            last = _group_windows(project, channel, export_id).aggregate(m=Max("last_record"))["m"] or 0
             # 1. control: no drift over the same length
             if control:
                 stream(stable + drift, lambda i: 0.0, "control")
-            control_windows = list(_group_windows(project, channel, export_id).order_by("first_record"))
+            control_windows = list(_group_windows(project, channel, export_id).filter(first_record__gt=last))
             false_alarms = sum(w.alarm for w in control_windows)
-            group = {"project": project, "channel": channel, "export_id": export_id}
             open_alerts = DriftAlert.objects.filter(**group, status="open")
             control_alert = open_alerts.filter(device__isnull=True).exists()
             for alert in open_alerts:
@@ -269,7 +282,7 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
             alert = DriftAlert.objects.filter(
                 project=project, channel=channel, export_id=export_id, device__isnull=True, status="open"
             ).first()
-            windows = _group_windows(project, channel, export_id)
+            windows = _group_windows(project, channel, export_id).filter(first_record__gt=last)
             elapsed = time.perf_counter() - started
     finally:
         channels.update_settings(chan, **previous, note="simulate_field: settings restored")
@@ -298,6 +311,7 @@ def _latency(client: Client) -> dict:
     spent = float(s.sum()) or math.nan
     return {
         "batches": int(s.size),
+        "throttled": client.throttled,
         "batch_p50_ms": round(float(np.percentile(s, 50)) * 1000, 1) if s.size else None,
         "batch_p95_ms": round(float(np.percentile(s, 95)) * 1000, 1) if s.size else None,
         "records_per_second_in_requests": round(client.records_sent / spent, 1) if s.size else None,
@@ -335,7 +349,7 @@ def _label_field_items(project, fleet) -> int:
     names = {n: pk for pk, n in LabelClass.objects.filter(project=project).values_list("pk", "name")}
     truth_of = {}
     for device in fleet:
-        rows = TelemetryRecord.objects.filter(device__name=device.name, project=project, item__isnull=False)
+        rows = TelemetryRecord.objects.filter(device_id=device.pk, item__isnull=False)
         for seq, item_id in rows.values_list("seq", "item_id"):
             truth_of.setdefault(item_id, device.truth[seq][0])
     labelled = set(Annotation.objects.filter(item_id__in=truth_of, is_current=True).values_list("item_id", flat=True))
