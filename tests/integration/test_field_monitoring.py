@@ -262,3 +262,28 @@ def test_the_monitoring_models_name_the_same_channels():
     from deployment.monitoring_models import CHANNEL_CHOICES
 
     assert ChannelName.choices == CHANNEL_CHOICES
+
+
+@pytest.mark.celery
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_the_monitoring_task_the_api_queues(project, field, api_as, mle, settings):
+    """POST .../monitoring/refresh/ queues deployment.monitor_project on commit; a Celery worker
+    (solo pool, in a thread) on a queue of this test's own computes the windows and the field queue."""
+    import time
+    from uuid import uuid4
+
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    queue = f"concord-test-monitoring-{uuid4().hex[:8]}"
+    settings.CONCORD_MONITORING = {**settings.CONCORD_MONITORING, "QUEUE": queue}
+    send(project, field, 2 * WINDOW, items=[field["items"][0]] * (2 * WINDOW))
+    with start_worker(app, perform_ping_check=False, pool="solo", queues=[queue], loglevel="WARNING"):
+        response = api_as(mle).post(reverse("monitoring:api-refresh", args=[project.pk]))
+        assert response.status_code == 202 and response.data == {"queued": True}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not QueueEntry.objects.filter(strategy="field").exists():
+            time.sleep(0.2)
+    assert DriftWindow.objects.filter(project=project, device__isnull=True).count() == 2
+    assert list(QueueEntry.objects.filter(strategy="field").values_list("item_id", flat=True)) == [field["items"][0].pk]
