@@ -35,5 +35,6 @@ urlpatterns = [
     path("", include("frontend.adjudication_urls")),
     path("", include("frontend.cycle_urls")),
     path("", include("deployment.monitoring_urls")),
+    path("", include("deployment.page_urls")),
     path("", include("frontend.urls")),
 ]

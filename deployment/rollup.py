@@ -56,7 +56,7 @@ def rollup_day(project_id, day) -> int:
         agg["max"] = max(agg["max"], row["latency_max"] or 0.0)
         agg["inputs"] += row["inputs"]
     # Bin b holds confidence in [b/BINS, (b+1)/BINS); 1.0 goes in the last bin.
-    binned = raw.annotate(bin=Least(Floor(F("confidence") * BINS), Value(BINS - 1)))
+    binned = raw.annotate(bin=Least(Floor(F("confidence") * Value(float(BINS))), Value(BINS - 1.0)))
     for row in binned.values(*key, "bin").annotate(n=Count("id")):
         groups[tuple(row[name] for name in key)]["hist"][int(row["bin"])] += row["n"]
     DailyAggregate.objects.filter(project_id=project_id, day=day).delete()
