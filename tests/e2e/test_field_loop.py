@@ -2,8 +2,7 @@
 device runner's Bundle, over HTTP to the live server) send telemetry that drifts, the monitoring
 page shows the alert, and a labeler's next item is a field item.
 
-The MLE publishes through the channel API from their logged-in browser session (session cookie and
-CSRF token, as a page's script would): no channel page exists yet (deployment/api.py has the API).
+The MLE publishes on the devices page (deployment/pages.py) and sets the canary share to 100 %.
 
 Set CONCORD_SCREENSHOTS=1 to also save docs/screenshots/monitoring.png.
 """
@@ -48,12 +47,16 @@ def test_published_bundle_drifts_the_page_alerts_and_the_labeler_gets_a_field_it
     project, export = loop
     log_in(page, "mle")
     expect(page).to_have_url(f"{base_url}/")
-    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
-    api = f"{base_url}/api/v1/projects/{project.pk}/channels/canary"
-    headers = {"X-CSRFToken": csrf, "Referer": base_url + "/"}
-    published = page.request.post(f"{api}/publish/", data={"export": export.pk}, headers=headers)
-    assert published.status == 200, published.text()
-    assert page.request.post(f"{api}/share/", data={"share": 100}, headers=headers).status == 200
+    page.goto(f"/projects/{project.slug}/")
+    page.get_by_test_id("devices-link").click()
+    canary = page.get_by_test_id("channel-canary")
+    canary.locator('select[name="export"]').select_option(str(export.pk))
+    canary.get_by_role("button", name="Publish").click()
+    canary = page.get_by_test_id("channel-canary")
+    expect(canary.get_by_test_id("bundle")).to_contain_text(export.model_version.short_id)
+    canary.locator('input[name="share"]').fill("100")
+    canary.get_by_role("button", name="Set share").click()
+    expect(page.get_by_test_id("channel-canary").get_by_test_id("share")).to_contain_text("100%")
     assert Channel.objects.get(project=project, name="canary").export_id == export.pk
 
     page.goto(f"/projects/{project.slug}/monitoring/")
