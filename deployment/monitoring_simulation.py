@@ -16,18 +16,16 @@ What it does, in order (seeded: the same seed sends the same images in the same 
    (severity rising linearly from 0 to 1 over the drifting phase). Detection delay = predictions
    of the drifting phase sent until the window that raised the alert.
 
-Each device fetches the bundle of its channel through ``GET /api/v1/device/bundle`` and classifies
-with the runner's own :class:`training.device.classify.Bundle` (LiteRT); it sends its records in
-gzip batches to ``POST /api/v1/device/telemetry`` and sends the inputs the server asks for at
-once. After every round of batches the monitoring computation runs, as beat would. Stable-phase
-images keep their pixels exactly but get a PNG text chunk with the device and sequence number, so
+Each device is the device runner's own reporting mode (:class:`training.device.classify.Reporter`:
+bundle fetched by ETag, append-only buffer, gzip batches, the inputs the server asks for sent in
+the same flush), classifying with the bundle's TFLite model. After every round of batches the
+monitoring task's two steps run, in this process, as beat would run them. Stable-phase images keep
+their pixels exactly but get a PNG text chunk with the device and image number, so
 each is a new input (a byte-identical image would be the training item itself).
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
 import io
 import json
 import math
@@ -36,7 +34,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -81,102 +78,57 @@ def png_bytes(image: Image.Image, tag: str) -> bytes:
 
 @dataclass
 class SimDevice:
-    """One simulated device: its token, its bundle (the runner's Bundle) and its counters."""
+    """One simulated device: its token, its Reporter (the device runner's reporting mode, with the
+    runner's own buffer, bundle cache and TFLite Bundle) and the truth of each of its predictions."""
 
     name: str
     token: str
     pk: int = 0
-    bundle: object = None
-    sha256: str = ""
-    seq: int = 0
+    reporter: object = None
+    images: int = 0
     truth: dict = field(default_factory=dict)  # seq -> (true class name, predicted class name)
 
 
-class Client:
-    """The device side of the HTTP protocol (deployment/telemetry.py's docstring)."""
+class Timer:
+    """Wraps ``urllib.request.urlopen`` for the Reporter: times every telemetry POST, counts 429s."""
 
-    def __init__(self, url: str, timeout: float = 60.0):
-        self.url = url.rstrip("/")
-        self.timeout = timeout
+    def __init__(self):
         self.batch_seconds: list[float] = []
-        self.records_sent = 0
         self.throttled = 0
 
-    def _call(self, method, path, token, body=None, headers=None):
-        request = urllib.request.Request(  # noqa: S310 (the URL is the operator's own server)
-            self.url + path, data=body, method=method, headers={"Authorization": f"Bearer {token}", **(headers or {})}
-        )
+    def __call__(self, request, timeout=None):
+        started = time.perf_counter()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return response.status, response.read()
+            response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the operator's own server)
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+            self.throttled += exc.code == 429
+            raise
+        if request.full_url.endswith("/api/v1/device/telemetry"):
+            self.batch_seconds.append(time.perf_counter() - started)
+        return response
 
-    def load_bundle(self, device: SimDevice, folder: Path) -> None:
-        from training.device.classify import Bundle
 
-        status, body = self._call("GET", "/api/v1/device/bundle/meta", device.token)
-        if status != 200:
-            raise SimulationError(f"bundle metadata for {device.name}: HTTP {status} {body[:200]!r}")
-        meta = json.loads(body)
-        status, data = self._call("GET", "/api/v1/device/bundle", device.token)
-        if status != 200:
-            raise SimulationError(f"bundle for {device.name}: HTTP {status}")
-        path = folder / f"{device.name}.zip"
+def _report(device: SimDevice, folder: Path, images: list[tuple[bytes, str]]) -> None:
+    """Classify the images with the device's Reporter and send its buffer (the Reporter sends the
+    inputs the server asks for in the same flush). A 429 (over the per-device rate) or an
+    unreachable server keeps the records buffered: wait, then flush again, as a device would."""
+    paths = []
+    for data, _ in images:
+        path = folder / f"{device.name}-{device.images:06d}.png"
+        device.images += 1
         path.write_bytes(data)
-        device.bundle, device.sha256 = Bundle(path, num_threads=1), meta["sha256"]
-
-    def post(self, device: SimDevice, records: list) -> dict:
-        body = gzip.compress(json.dumps({"records": records}).encode())
-        for _attempt in range(5):
-            started = time.perf_counter()
-            status, answer = self._call(
-                "POST",
-                "/api/v1/device/telemetry",
-                device.token,
-                body,
-                {"Content-Type": "application/json", "Content-Encoding": "gzip"},
-            )
-            if status != 429:  # over the per-device rate: wait as a device would, then send again
-                break
-            self.throttled += 1
-            time.sleep(2.0)
-        self.batch_seconds.append(time.perf_counter() - started)
-        if status != 200:
-            raise SimulationError(f"telemetry of {device.name}: HTTP {status} {answer[:300]!r}")
-        return json.loads(answer)
-
-    def report(self, device: SimDevice, images: list[tuple[bytes, str]]) -> None:
-        """Classify the images, send them as one batch, then send the inputs the server wants."""
-        records, inputs = [], {}
-        for data, truth in images:
-            started = time.perf_counter()
-            scores = device.bundle.scores(io.BytesIO(data))
-            latency = (time.perf_counter() - started) * 1000
-            top = np.argsort(-scores)[:3]
-            name = device.bundle.labels[int(top[0])]
-            seq = device.seq
-            device.seq += 1
-            device.truth[seq] = (truth, name)
-            inputs[seq] = data
-            records.append(
-                {
-                    "seq": seq,
-                    "predicted_at": datetime.now(UTC).isoformat(),
-                    "bundle_sha256": device.sha256,
-                    "predicted_class": name,
-                    "top_scores": {device.bundle.labels[int(k)]: float(min(max(scores[k], 0), 1)) for k in top},
-                    "confidence": float(min(max(scores[top[0]], 0.0), 1.0)),
-                    "latency_ms": round(latency, 3),
-                }
-            )
-        answer = self.post(device, records)
-        self.records_sent += answer["accepted"] - answer["duplicates"]
-        wanted = [r for r in records if r["seq"] in set(answer["inputs_wanted"])]
-        if wanted:
-            for r in wanted:
-                r["input"] = base64.b64encode(inputs[r["seq"]]).decode()
-            self.post(device, wanted)
+        paths.append(path)
+    device.reporter.classify(paths)
+    by_path = {str(p.resolve()): truth for p, (_, truth) in zip(paths, images, strict=True)}
+    for record in device.reporter.pending():
+        if record.get("_input_path") in by_path and record["seq"] not in device.truth:
+            device.truth[record["seq"]] = (by_path[record["_input_path"]], record["predicted_class"])
+    for _attempt in range(10):
+        result = device.reporter.flush()
+        if result["kept"] == 0:
+            return
+        time.sleep(2.0)
+    raise SimulationError(f"{device.name} could not send its telemetry: {result['error']}")
 
 
 def _pool(project) -> tuple[list[str], list[str]]:
@@ -233,14 +185,19 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
     rng = np.random.default_rng(seed)
     previous = {"sample_rate": chan.sample_rate, "confidence_threshold": chan.confidence_threshold}
     channels.update_settings(chan, sample_rate=sample_rate, confidence_threshold=0.0, note="simulate_field")
-    client = Client(url)
+    timer = Timer()
     fleet = _devices(project, channel, n_devices, seed, chan.canary_share)
     figures = {"devices": n_devices, "channel": channel, "stable": stable, "drift": drift, "seed": seed}
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory() as folder:
+            folder = Path(folder)
+            from training.device.classify import Reporter
+
             for device in fleet:
-                client.load_bundle(device, Path(folder))
+                device.reporter = Reporter(url, device.token, folder / f"{device.name}.jsonl", batch_size=batch,
+                                           timeout=60.0, opener=timer)  # fmt: skip
+                device.reporter.sync_bundle()
 
             def stream(total, severity_of, phase):
                 sent = 0
@@ -254,9 +211,9 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
                             k = int(rng.integers(len(paths)))
                             with Image.open(paths[k]) as im:
                                 image = drifted(im.convert("L"), severity_of(sent), rng)
-                            images.append((png_bytes(image, f"{phase}:{device.name}:{device.seq}"), truths[k]))
+                            images.append((png_bytes(image, f"{phase}:{device.name}:{device.images}"), truths[k]))
                             sent += 1
-                        client.report(device, images)
+                        _report(device, folder, images)
                     # what beat's monitoring task does (deployment/monitoring_tasks.py), in this process
                     monitoring.monitor_project(project)
                     field_queue.queue_field_items(project)
@@ -297,24 +254,24 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
         alert_reasons=alert.reasons if alert else [],
         samples_to_alert=(alert.records_seen - drift_start) if alert else None,
         windows_total=windows.count(),
-        records=client.records_sent,
+        records=sum(len(device.truth) for device in fleet),
         seconds=round(elapsed, 2),
     )
-    figures.update(_latency(client))
+    figures.update(_latency(timer, figures["records"]))
     figures.update(_accuracy(project, export_id, fleet, label))
     log(json.dumps(figures, indent=2))
     return figures
 
 
-def _latency(client: Client) -> dict:
-    s = np.asarray(client.batch_seconds)
+def _latency(timer: Timer, records: int) -> dict:
+    s = np.asarray(timer.batch_seconds)
     spent = float(s.sum()) or math.nan
     return {
         "batches": int(s.size),
-        "throttled": client.throttled,
+        "throttled": timer.throttled,
         "batch_p50_ms": round(float(np.percentile(s, 50)) * 1000, 1) if s.size else None,
         "batch_p95_ms": round(float(np.percentile(s, 95)) * 1000, 1) if s.size else None,
-        "records_per_second_in_requests": round(client.records_sent / spent, 1) if s.size else None,
+        "records_per_second_in_requests": round(records / spent, 1) if s.size else None,
     }
 
 
