@@ -287,3 +287,23 @@ def test_a_real_worker_runs_the_monitoring_task_the_api_queues(project, field, a
             time.sleep(0.2)
     assert DriftWindow.objects.filter(project=project, device__isnull=True).count() == 2
     assert list(QueueEntry.objects.filter(strategy="field").values_list("item_id", flat=True)) == [field["items"][0].pk]
+
+
+@pytest.mark.django_db
+def test_the_learning_curve_counts_the_field_items_a_cycle_trained_on(project, field):
+    from active_learning.models import Cycle
+    from active_learning.progress import learning_curve
+    from annotation.models import Item
+
+    version = field["export"].model_version
+    version.metrics = {"evaluation": {"accuracy": 0.9}}
+    version.save(update_fields=["metrics"])
+    Cycle.objects.create(
+        project=project, number=1, strategy="mix", batch_size=5, trainer="keras_cnn", status="done",
+        model_version=version,
+    )  # fmt: skip
+    assert learning_curve(project)[0]["field"] == 0
+    # two of the snapshot's items came from the field: a later snapshot would hold them like this
+    Item.objects.filter(pk__in=[i.pk for i in field["items"][:2]]).update(source_name="field")
+    (point,) = learning_curve(project)
+    assert point["field"] == 2 and point["labels"] == version.snapshot.size
