@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import threading
 import time
@@ -258,7 +259,8 @@ def fmt(p):
 
 def report(args, alone_next, alone, mixed, mixed_next, rows, size, per_million):
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip().split()[-1]  # noqa: S607
+    version = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout  # noqa: S607
+    pg = re.search(r"\d+\.\d+", version).group(0) if re.search(r"\d+\.\d+", version) else "?"
     slowest = min(alone["records_per_s"], mixed["records_per_s"])
 
     def row(name, ingest_figures, next_item):

@@ -165,6 +165,23 @@ def _bad(field, message):
     return serializers.ValidationError({field: [message]})
 
 
+class TelemetryRecordSerializer(serializers.Serializer):
+    """One prediction, as deployment/telemetry_records.py checks it (documentation of the body)."""
+
+    seq = serializers.IntegerField(min_value=0, help_text="The device's own sequence number; unique per device.")
+    predicted_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone, or seconds since the epoch.")
+    bundle_sha256 = serializers.CharField(help_text="SHA-256 of the bundle that predicted.")
+    predicted_class = serializers.CharField(help_text="A class name of that bundle.")
+    top_scores = serializers.DictField(child=serializers.FloatField(), help_text="{class name: score in [0, 1]}")
+    latency_ms = serializers.FloatField(min_value=0)
+    confidence = serializers.FloatField(required=False, help_text="Default: the predicted class's top score.")
+    input = serializers.CharField(required=False, help_text="The input image (PNG or JPEG), base64.")
+
+
+class TelemetryBatchSerializer(serializers.Serializer):
+    records = TelemetryRecordSerializer(many=True, help_text="At most max_batch (see bundle/meta).")
+
+
 class TelemetryAnswerSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="Records stored, now or by an earlier send of the same seq.")
     duplicates = serializers.IntegerField()
@@ -178,7 +195,13 @@ class Telemetry(DeviceView):
     """A batch of prediction records (JSON, gzip accepted): `{"records": [...]}`. Good records land,
     bad ones come back by index with their reason: 200 when any landed, 400 when none did."""
 
-    @extend_schema(request=None, responses={200: TelemetryAnswerSerializer, 400: TelemetryAnswerSerializer})
+    @extend_schema(
+        request={"application/json": TelemetryBatchSerializer},
+        responses={200: TelemetryAnswerSerializer, 400: TelemetryAnswerSerializer},
+        description="Send `Content-Encoding: gzip` to compress. The sampling protocol: inputs of predictions below "
+        "the channel's confidence_threshold may go with the record; the answer's inputs_wanted lists the seqs "
+        "whose input the server also wants: send those records again, same seq, with input.",
+    )
     def post(self, request):
         body = read_body(request)
         try:

@@ -18,11 +18,12 @@ twice gives the same `accepted` count and writes nothing the second time. The re
 items and the links are written in ONE transaction; the inputs' files are removed if it fails.
 """
 
+import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from training.models import ModelExport
@@ -157,10 +158,7 @@ def ingest(device, payload) -> Outcome:
             out.accepted += 1
         with transaction.atomic():
             item_ids = field_inputs.save(project, stored)
-            TelemetryRecord.objects.bulk_create(
-                [_row(device, rec, requested, item_ids.get(sha)) for rec, requested, sha in new_rows],
-                ignore_conflicts=True,  # a concurrent retry of the same batch: the first one wins
-            )
+            _insert(device, [(rec, requested, item_ids.get(sha)) for rec, requested, sha in new_rows])
             for seq, sha in links.items():
                 TelemetryRecord.objects.filter(device=device, seq=seq, item__isnull=True).update(item_id=item_ids[sha])
     except BaseException:
@@ -189,6 +187,47 @@ def _metadata(device, rec):
             "predicted_at": rec.predicted_at.isoformat(),
         },
     }
+
+
+# PostgreSQL: the whole batch as one INSERT of column arrays. Building 500 model instances and
+# Django's 6,000-parameter INSERT took about as long as the database's own work; this takes a few ms.
+_INSERT_SQL = """
+INSERT INTO {table} (project_id, device_id, seq, channel, export_id, predicted_class_id, confidence, top_scores,
+                     latency_ms, predicted_at, received_at, input_requested, item_id)
+SELECT %s, %s, r.seq, r.channel, r.export_id, r.class_id, r.confidence, r.top_scores::jsonb, r.latency_ms,
+       r.predicted_at, now(), r.requested, r.item_id
+FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::float8[], %s::text[], %s::float8[],
+            %s::timestamptz[], %s::boolean[], %s::bigint[])
+     AS r(seq, channel, export_id, class_id, confidence, top_scores, latency_ms, predicted_at, requested, item_id)
+ON CONFLICT (device_id, seq) DO NOTHING
+"""
+
+
+def _insert(device, rows):
+    """Insert [(Checked, input_requested, item id)]; a (device, seq) already there (a concurrent
+    retry of the same batch) is left as it is: the first one wins."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        TelemetryRecord.objects.bulk_create([_row(device, *row) for row in rows], ignore_conflicts=True)
+        return
+    columns = [
+        [rec.seq for rec, _, _ in rows],
+        [rec.bundle.channel for rec, _, _ in rows],
+        [rec.bundle.export_id for rec, _, _ in rows],
+        [rec.class_id for rec, _, _ in rows],
+        [rec.confidence for rec, _, _ in rows],
+        [json.dumps(rec.top_scores) for rec, _, _ in rows],
+        [rec.latency_ms for rec, _, _ in rows],
+        [rec.predicted_at for rec, _, _ in rows],
+        [requested for _, requested, _ in rows],
+        [item_id for _, _, item_id in rows],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_SQL.format(table=connection.ops.quote_name(TelemetryRecord._meta.db_table)),
+            [device.project_id, device.pk, *columns],
+        )
 
 
 def _row(device, rec, requested, item_id):

@@ -2,6 +2,8 @@
 recorded, bad input 400 naming the field, other projects 404; fleet enrolment."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from deployment import keys
 from deployment.models import ChannelEvent, Device
@@ -147,3 +149,35 @@ def test_a_fleet_enrols_devices_until_its_secret_is_revoked(api_as, project, mle
     # The enrolled device keeps working.
     meta = client.get("/api/v1/device/bundle/meta", HTTP_AUTHORIZATION=f"Bearer {enrolled.data['token']}")
     assert meta.status_code == 404  # authenticated; no bundle published yet
+
+
+@pytest.mark.django_db
+def test_list_queries_do_not_grow_with_devices_or_fleets(api_as, field, django_assert_num_queries):
+    from deployment import devices
+
+    client = api_as(field.mle)
+    for tail in ("devices/", "fleets/", "channels/"):
+        devices.create_fleet(field.project, name=f"f-{tail.strip('/')}")
+        client.get(url(field.project, tail))  # warm: channels are created on first use
+        with CaptureQueriesContext(connection) as one:
+            assert client.get(url(field.project, tail)).status_code == 200
+        for n in range(5):
+            devices.create_device(field.project, name=f"more-{tail}-{n}")
+            devices.create_fleet(field.project, name=f"more-{tail}-{n}")
+        with django_assert_num_queries(len(one.captured_queries)):
+            assert client.get(url(field.project, tail)).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field_name"),
+    [
+        ({"device_uid": "x"}, "secret"),
+        ({"secret": "s"}, "device_uid"),
+        ({"secret": "s", "device_uid": "a\x01"}, "device_uid"),
+    ],
+)
+def test_bad_enrolments_are_400_naming_the_field(client, project, body, field_name):
+    response = client.post("/api/v1/device/enrol", body, content_type="application/json")
+    assert response.status_code == 400 and field_name in response.json(), response.json()
+    assert not Device.objects.exists()

@@ -282,7 +282,7 @@ def test_a_failed_write_leaves_no_records_items_or_files(field, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(telemetry.TelemetryRecord.objects, "bulk_create", broken)
+    monkeypatch.setattr(telemetry, "_insert", broken)  # after the items were written
     image = png_bytes(shade=123)
     with pytest.raises(RuntimeError):
         telemetry.ingest(field.device, {"records": [record(1, field.export, score=0.1, input=b64(image))]})
