@@ -231,15 +231,16 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
             control_alert = open_alerts.filter(device__isnull=True).exists()
             for alert in open_alerts:
                 monitoring.acknowledge(alert, None)
-            before = TelemetryRecord.objects.filter(project=project, channel=channel, export_id=export_id).count()
+            records = TelemetryRecord.objects.filter(**group)
+            control_ids = [w.pk for w in control_windows]
             # 2. stable, then drifting
             stream(stable, lambda i: 0.0, "stable")
-            drift_start = before + stable
+            drift_from = records.aggregate(m=Max("id"))["m"] or 0  # the last stable record
             stream(drift, lambda i: (i + 1) / drift, "drift")
-            alert = DriftAlert.objects.filter(
-                project=project, channel=channel, export_id=export_id, device__isnull=True, status="open"
-            ).first()
-            windows = _group_windows(project, channel, export_id).filter(first_record__gt=last)
+            run_windows = _group_windows(project, channel, export_id).filter(first_record__gt=last)
+            stable_windows = run_windows.filter(last_record__lte=drift_from).exclude(pk__in=control_ids)
+            caught = run_windows.filter(alarm=True, last_record__gt=drift_from).order_by("first_record").first()
+            alert = DriftAlert.objects.filter(**group, device__isnull=True, status="open").first()
             elapsed = time.perf_counter() - started
     finally:
         channels.update_settings(chan, **previous, note="simulate_field: settings restored")
@@ -250,10 +251,14 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
         control_alert=control_alert,
         window=monitoring.thresholds(project, channel)["window"],
         alpha=monitoring.thresholds(project, channel)["alpha"],
-        detected=alert is not None,
-        alert_reasons=alert.reasons if alert else [],
-        samples_to_alert=(alert.records_seen - drift_start) if alert else None,
-        windows_total=windows.count(),
+        stable_windows=stable_windows.count(),
+        stable_false_alarm_windows=stable_windows.filter(alarm=True).count(),
+        detected=caught is not None,
+        caught_by=caught.reasons if caught else [],
+        # drifting predictions sent until the end of the first alarming window that holds some
+        samples_to_alarm=records.filter(id__gt=drift_from, id__lte=caught.last_record).count() if caught else None,
+        alert_open=alert is not None,
+        windows_total=run_windows.count(),
         records=sum(len(device.truth) for device in fleet),
         seconds=round(elapsed, 2),
     )
@@ -282,21 +287,22 @@ def _accuracy(project, export_id, fleet, label: bool) -> dict:
     true_accuracy = float(np.mean([t == p for t, p in pairs])) if pairs else None
     out = {"true_accuracy": true_accuracy, "field_items": 0}
     if label:
-        out["field_items"] = _label_field_items(project, fleet)
-        row = next((r for r in field_queue.field_accuracy(project) if r["export"] == export_id), None)
-        if row is not None:
-            out.update(
-                field_accuracy=row["accuracy"],
-                field_ci=[row["ci_low"], row["ci_high"]],
-                field_labelled=row["labelled"],
-                covers_truth=bool(row["ci_low"] <= true_accuracy <= row["ci_high"]),
-            )
+        # this run's field items only (field_accuracy counts every run of the same bundle): each
+        # item's first prediction against its truth, with field_queue's Wilson interval
+        labelled, correct = _label_field_items(project, fleet)
+        low, high = field_queue.wilson(correct, labelled)
+        out.update(
+            field_items=labelled,
+            field_accuracy=correct / labelled if labelled else None,
+            field_ci=[low, high],
+            covers_truth=bool(labelled and low <= true_accuracy <= high),
+        )
     return out
 
 
-def _label_field_items(project, fleet) -> int:
-    """Label each unlabelled field item of the run with its true class, as user
-    ``simulated-field-labeler`` (a labeler of the project, created on first use)."""
+def _label_field_items(project, fleet) -> tuple[int, int]:
+    """Label each field item of the run with its true class, as user ``simulated-field-labeler``
+    (a labeler of the project, created on first use); returns (items, items predicted right)."""
     from django.contrib.auth import get_user_model
 
     from annotation.models import Annotation, AnnotationLabel, Membership, Role
@@ -304,15 +310,15 @@ def _label_field_items(project, fleet) -> int:
     user, _ = get_user_model().objects.get_or_create(username="simulated-field-labeler")
     Membership.objects.get_or_create(user=user, project=project, defaults={"role": Role.LABELER})
     names = {n: pk for pk, n in LabelClass.objects.filter(project=project).values_list("pk", "name")}
-    truth_of = {}
+    first = {}  # item id -> (truth, prediction) of the first record that brought it back
     for device in fleet:
-        rows = TelemetryRecord.objects.filter(device_id=device.pk, item__isnull=False)
+        rows = TelemetryRecord.objects.filter(device_id=device.pk, item__isnull=False).order_by("seq")
         for seq, item_id in rows.values_list("seq", "item_id"):
-            truth_of.setdefault(item_id, device.truth[seq][0])
-    labelled = set(Annotation.objects.filter(item_id__in=truth_of, is_current=True).values_list("item_id", flat=True))
-    todo = [(item_id, t) for item_id, t in truth_of.items() if item_id not in labelled]
+            first.setdefault(item_id, device.truth[seq])
+    labelled = set(Annotation.objects.filter(item_id__in=first, is_current=True).values_list("item_id", flat=True))
+    todo = [(item_id, t) for item_id, (t, _) in first.items() if item_id not in labelled]
     annotations = Annotation.objects.bulk_create(Annotation(item_id=item_id, labeler=user) for item_id, _ in todo)
     AnnotationLabel.objects.bulk_create(
         AnnotationLabel(annotation=a, label_class_id=names[t]) for a, (_, t) in zip(annotations, todo, strict=True)
     )
-    return len(todo)
+    return len(first), sum(t == p for t, p in first.values())
