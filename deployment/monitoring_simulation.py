@@ -211,7 +211,8 @@ def run(project, *, url, channel="canary", n_devices=4, stable=1000, drift=1000,
                             k = int(rng.integers(len(paths)))
                             with Image.open(paths[k]) as im:
                                 image = drifted(im.convert("L"), severity_of(sent), rng)
-                            images.append((png_bytes(image, f"{phase}:{device.name}:{device.images}"), truths[k]))
+                            tag = f"{phase}:{device.name}:{device.images + len(images)}"
+                            images.append((png_bytes(image, tag), truths[k]))
                             sent += 1
                         _report(device, folder, images)
                     # what beat's monitoring task does (deployment/monitoring_tasks.py), in this process
