@@ -43,6 +43,7 @@ from PIL import Image, ImageFilter, PngImagePlugin
 from annotation.models import Item, LabelClass
 
 from . import channels, devices, field_queue, keys, monitoring
+from .field_inputs import FIELD_SOURCE
 from .models import ChannelName, Device, TelemetryRecord
 from .monitoring_models import DriftAlert, DriftWindow
 
@@ -132,12 +133,14 @@ def _report(device: SimDevice, folder: Path, images: list[tuple[bytes, str]]) ->
 
 
 def _pool(project) -> tuple[list[str], list[str]]:
-    """Image paths and true class names of the project's dev and test items with a truth."""
+    """Image paths and true class names of the project's dev and test items with a truth, field
+    items (inputs sent back by devices, of earlier runs too) left out."""
     from django.core.files.storage import default_storage
 
     rows = list(
         Item.objects.filter(project=project, split__in=["dev", "test"])
         .exclude(image="")
+        .exclude(source_name=FIELD_SOURCE)  # inputs of earlier runs: drifted ones would leak into "stable"
         .order_by("pk")
         .values_list("pk", "image")
     )
