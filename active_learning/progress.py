@@ -1,6 +1,8 @@
 """What the pages read of a cycle: its progress (the bar, the JSON they poll) and the project's
 learning curve. Read-only; the writes are in active_learning/services.py."""
 
+from django.db.models import Count, Q
+
 from training.models import ModelVersion
 
 from .models import Cycle
@@ -46,10 +48,13 @@ def progress_payload(cycle: Cycle) -> dict:
 
 
 def learning_curve(project) -> list[dict]:
-    """Labels vs the model's evaluated accuracy, one point per finished cycle, oldest first."""
+    """Labels vs the model's evaluated accuracy, one point per finished cycle, oldest first;
+    ``field``: how many of the snapshot's labels are on field items (inputs sent back by devices)."""
+    field = Q(model_version__snapshot__labels__item__source_name="field")
     cycles = (
         Cycle.objects.filter(project=project, status=Cycle.Status.DONE)
         .select_related("model_version__snapshot")
+        .annotate(field_labels=Count("model_version__snapshot__labels", filter=field))
         .order_by("number")
     )
     points = []
@@ -57,5 +62,12 @@ def learning_curve(project) -> list[dict]:
         version = cycle.model_version
         if version is None or version.snapshot is None or version.headline_accuracy is None:
             continue
-        points.append({"cycle": cycle.number, "labels": version.snapshot.size, "accuracy": version.headline_accuracy})
+        points.append(
+            {
+                "cycle": cycle.number,
+                "labels": version.snapshot.size,
+                "accuracy": version.headline_accuracy,
+                "field": cycle.field_labels,
+            }
+        )
     return points

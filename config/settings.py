@@ -392,3 +392,23 @@ CELERY_BEAT_SCHEDULE["reap-tuning-runs"] = {
     **CELERY_BEAT_SCHEDULE["reap-cycles"],
     "task": "training.reap_tuning",
 }
+
+# Field monitoring (deployment/monitoring.py): predictions per tested window, the false-alarm
+# probability per window on a stable stream (Bonferroni over the window's tests), the PSI drawn
+# as a warning line, and the sampled inputs a window needs for its input-drift test. A project or
+# channel overrides them with a MonitoringThresholds row.
+_monitoring_alpha = env.float("MONITORING_ALPHA", default=0.001)
+if not 0 < _monitoring_alpha < 1:
+    raise ImproperlyConfigured(f"MONITORING_ALPHA={_monitoring_alpha} must lie strictly between 0 and 1")
+CONCORD_MONITORING = {
+    "WINDOW": _positive("MONITORING_WINDOW", 200),
+    "ALPHA": _monitoring_alpha,
+    "PSI_WARNING": 0.25,
+    "MIN_INPUTS": 20,
+    "QUEUE": env.str("CONCORD_MONITORING_QUEUE", default=""),  # Celery queue of the task; "" = default
+}
+CELERY_BEAT_SCHEDULE["deployment-monitoring"] = {
+    "task": "deployment.monitor_all",
+    "schedule": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"]),
+    "options": {"expires": float(CONCORD_DEPLOYMENT["ROLLUP_EVERY_SECONDS"])},
+}

@@ -34,6 +34,7 @@ urlpatterns = [
     path("", include("frontend.training_urls")),
     path("", include("frontend.adjudication_urls")),
     path("", include("frontend.cycle_urls")),
+    path("", include("deployment.monitoring_urls")),
     path("", include("deployment.page_urls")),
     path("", include("frontend.tuning_urls")),
     path("", include("frontend.urls")),

@@ -59,3 +59,6 @@ class DailyAggregateAdmin(ReadOnlyAdmin):
     list_display = ["day", "project", "channel", "export", "device", "n", "inputs_sampled"]
     list_filter = ["channel", "project"]
     list_select_related = ["project", "device", "export"]
+
+
+from . import monitoring_admin  # noqa: E402, F401  (monitoring models: deployment/monitoring_admin.py)

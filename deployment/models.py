@@ -211,3 +211,6 @@ class DailyAggregate(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.channel} of {self.project}: {self.n}"
+
+
+from .monitoring_models import DriftAlert, DriftWindow, MonitoringReference, MonitoringThresholds  # noqa: E402, F401

@@ -10,3 +10,6 @@ def rollup_and_expire() -> dict:
     from .rollup import rollup_and_expire as run
 
     return run()
+
+
+from .monitoring_tasks import monitor_all, monitor_project  # noqa: E402, F401  (deployment/monitoring_tasks.py)

@@ -495,6 +495,8 @@ def learning_curve(points, *, highlight=None, title="Learning curve") -> SafeStr
     """Evaluated accuracy against the number of training labels, one dot per finished cycle joined
     in cycle order; the cycle numbered ``highlight`` is drawn larger and named.
 
+    A cycle whose snapshot holds labels on field items (``field`` > 0) gets a green ring.
+
     ``points``: ``active_learning.services.learning_curve(project)``, dicts with ``cycle``,
     ``labels`` and ``accuracy`` (0..1).
     """
@@ -540,6 +542,18 @@ def learning_curve(points, *, highlight=None, title="Learning curve") -> SafeStr
         x, y = x_of(p["labels"]), y_of(p["accuracy"])
         chosen = p.get("cycle") == highlight
         tip = f"cycle {p['cycle']}: {p['accuracy']:.1%} with {p['labels']:,} labels"
+        if p.get("field"):  # trained on field items too: a green ring (deployment/field_queue.py)
+            tip += f", {p['field']:,} of them on field items"
+            parts.append(
+                format_html(
+                    '<circle cx="{}" cy="{}" r="{}" fill="none" stroke="{}" stroke-width="2" data-field="{}"/>',
+                    _f(x),
+                    _f(y),
+                    10 if chosen else 7,
+                    GOOD,
+                    p["field"],
+                )
+            )
         parts.append(
             format_html(
                 '<circle cx="{}" cy="{}" r="{}" fill="{}" stroke="{}" stroke-width="2"{}><title>{}</title></circle>',
