@@ -195,7 +195,7 @@ def test_the_runner_reports_the_predictions_of_a_real_tflite_bundle(project, mle
     export = exports.start_export(version, "float32", queue_task=False)
     assert export_model(export.pk) == "ready"
     export.refresh_from_db()
-    registry.promote(version)
+    registry.promote(version, note="a tiny test model: only its bundle is used")
     stable = channels.channels_of(project)["stable"]
     channels.publish(stable, export)
     channels.update_settings(stable, sample_rate=0.0, confidence_threshold=0.0)
