@@ -487,8 +487,9 @@ def test_item_browser_query_count_does_not_grow_with_the_project(client, project
         label(item, labeler, crow)
     assert _count_queries(client, url("items", project, status="complete")) == small
     assert _count_queries(client, url("items", project)) == small
-    # session, user, project, role, classes, sources, the page of items
-    assert small == 7
+    # session, user, project, role, classes, sources, the page of items, the project's tags (the
+    # filter and the bulk form), the tags of the page's items
+    assert small == 9
 
 
 def test_project_page_reads_stored_counts_with_a_fixed_number_of_queries(client, project, mle, labeler):
