@@ -55,6 +55,13 @@ def parse_args(argv=None):
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     parser.add_argument(
+        "--device-workers",
+        type=int,
+        default=0,
+        help="if > 0: the devices talk to a second gunicorn of this many workers (port + 1), as a deployment "
+        "that serves /api/v1/device/ from its own pool does; 0: one server for people and devices",
+    )
+    parser.add_argument(
         "--rate", type=float, default=0.0, help="records/s of all devices together in the mixed phase; 0: flat out"
     )
     parser.add_argument("--labelers", type=int, default=10)
@@ -229,10 +236,17 @@ def main(argv=None):
     log_path = ROOT / "var" / "bench-telemetry-server.log"
     log_path.parent.mkdir(exist_ok=True)
     server = lt.start_server(args.database_url, args.port, log_path, kind="gunicorn", workers=args.workers)
+    device_port, device_server = args.port, None
+    if args.device_workers:
+        device_port = args.port + 1
+        device_server = lt.start_server(
+            args.database_url, device_port, log_path.with_suffix(".devices.log"), kind="gunicorn",
+            workers=args.device_workers,
+        )  # fmt: skip
     try:
         alone_next, e0 = label(args.port, text_project.pk, label_tokens, args.seconds)
         print(f"labeling alone: next-item {fmt(alone_next)} ({e0} errors)")
-        alone = ingest(args.port, device_tokens, phase_bodies[0], args.seconds)
+        alone = ingest(device_port, device_tokens, phase_bodies[0], args.seconds)
         print(f"ingestion alone: {alone['records_per_s']:,.0f} records/s, batch {fmt(alone['batch_ms'])}, "
               f"{alone['n_errors']} errors {alone['errors']}")  # fmt: skip
         both = {}
@@ -240,13 +254,15 @@ def main(argv=None):
             target=lambda: both.setdefault("next", label(args.port, text_project.pk, label_tokens, args.seconds))
         )
         labeling_thread.start()
-        mixed = ingest(args.port, device_tokens, phase_bodies[1], args.seconds, rate=args.rate, batch=args.batch)
+        mixed = ingest(device_port, device_tokens, phase_bodies[1], args.seconds, rate=args.rate, batch=args.batch)
         labeling_thread.join()
         mixed_next, e1 = both["next"]
         print(f"ingestion + labeling: {mixed['records_per_s']:,.0f} records/s, batch {fmt(mixed['batch_ms'])}, "
               f"next-item {fmt(mixed_next)} ({e1} labeler errors, {mixed['n_errors']} device errors)")  # fmt: skip
     finally:
         lt.stop_server(server)
+        if device_server is not None:
+            lt.stop_server(device_server)
     size, rows = table_size()
     per_million = size / max(rows, 1) * 1_000_000 / 2**20
     print(f"table: {rows:,} records in {size / 2**20:.1f} MiB = {per_million:,.0f} MiB per million records")
@@ -291,8 +307,9 @@ def report(args, alone_next, alone, mixed, mixed_next, rows, size, per_million):
         SECTION,
         "",
         f"`benchmarks/telemetry_ingest.py`, 2026-12-02, 2 cores (shared), {platform.machine()}, "
-        f"Python {platform.python_version()}, PostgreSQL {pg}. gunicorn with {args.workers} sync workers (DEBUG off), "
-        f"{args.devices} device threads each sending gzip'd JSON batches of {args.batch} records back to back on a "
+        f"Python {platform.python_version()}, PostgreSQL {pg}. gunicorn with {args.workers} sync workers (DEBUG off)"
+        + (f" and the devices on a second gunicorn of {args.device_workers}, " if args.device_workers else ", ")
+        + f"{args.devices} device threads each sending gzip'd JSON batches of {args.batch} records back to back on a "
         f"kept-alive connection (batches encoded before the clock starts), {args.labelers} labelers at a person's pace "
         f"(1.5 s between items) on a {args.items:,}-item text project; {args.seconds:.0f} s per phase. No inputs "
         "(images) in the batches: records only.",
