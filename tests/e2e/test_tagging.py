@@ -8,6 +8,7 @@ With CONCORD_SCREENSHOTS=1 also writes docs/screenshots/tagging.png (the tag box
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,8 @@ def test_an_sme_tags_three_items_by_keyboard(page, base_url, project, disputed, 
     expect(page.get_by_test_id("review-queue").locator("tbody tr")).to_have_count(4)
     _tab_to_first_item(page)
     page.keyboard.press("Enter")
+    # Enter follows the link: wait for the item page to load, its deferred scripts (the keys) with it.
+    page.wait_for_url(re.compile(r"/review/items/\d+/"))
     panel = page.locator(".adj-panel")
     expect(panel).to_be_visible()
     box, options = page.get_by_test_id("tag-box"), page.locator("#tag-options li")
