@@ -3,7 +3,9 @@
 Pure NumPy / scikit-learn, no Django (see DESIGN.md, "Pure algorithm modules").
 
 What it learns from. Each row of the labeled side must be a **held-out** prediction of the model
-that scores the pool: its dev-split predictions, or out-of-fold predictions whose pool is scored
+lineage that scores the pool: its dev-split predictions, or the items of earlier batches as the
+model of their cycle scored them before their labels came (the simulator's source: free, since
+those scores were computed to choose the batch), or out-of-fold predictions whose pool is scored
 by the same fold models (averaged). In-sample predictions are nearly always right, and a model fit
 on fewer labels is wrong in other places than the one that scores the pool, so either mismatch
 teaches it the wrong thing (issue #17 measured it losing to random that way).
@@ -27,23 +29,27 @@ Fallback. With fewer than :data:`MIN_ERRORS` wrong (or right) held-out predictio
 nothing to learn: :attr:`ErrorModel.fallback_` says why, and :meth:`ErrorModel.score` ranks by
 margin uncertainty instead; never a constant score that would pick items in id order.
 
-Selection. :meth:`ErrorModel.selector` combines it with uncertainty: of the ``SHORTLIST x k``
-items with the smallest margins, the ``k`` most likely wrong. On the tuning split of the benchmark
-(digits, split seed 100) ranking the whole pool by the chance of "wrong" (AUC 0.711) or by its
-product with margin uncertainty (0.747) lost to margin alone (0.854): the error model's top items
-crowd into one confused region; the shortlist keeps margin's spread and gained on the product
-(0.825 with a shortlist of 2 x k, 0.803 with 3 x k). See benchmarks/RESULTS.md for the reporting splits.
+Selection. :meth:`ErrorModel.selector` combines it with uncertainty: of the ``ceil(SHORTLIST x k)``
+items with the smallest margins, the ``k`` most likely wrong. Ranking the whole pool by the chance
+of "wrong", or by its product or sum with margin uncertainty, lost to margin alone on the tuning
+splits of benchmarks/al_strategies.py: the error model's top items crowd into one confused region,
+much as least confidence's do. The shortlist keeps margin's spread; on the tuning splits (digits,
+breast_cancer, wine; splits 100-102, 3 seeds) a shortlist of 1.5 x k needed 169, 11.1 and 14.9
+labels against margin's 167, 10.9 and 15.1, and 2 x k or 3 x k needed more on digits (178, 184).
+See benchmarks/RESULTS.md for the reporting splits.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import entr, expit
 from sklearn.model_selection import StratifiedKFold
 
-from .strategies import _check_features, _check_proba, select_top
+from .strategies import _as_mask, _check_features, _check_proba, select_top
 
-__all__ = ["ErrorModel", "Standardiser", "error_model_scores", "uncertainty_features"]
+__all__ = ["Earlier", "ErrorModel", "Standardiser", "error_model_scores", "uncertainty_features"]
 
 MIN_ERRORS = 3  # fewer wrong (or right) held-out predictions than this: fall back to margin
 MIN_FOR_CV = 30  # held-out rows needed before C is chosen by inner cross-validation
@@ -52,7 +58,7 @@ FIXED_C = 0.1
 N_COMPONENTS = 3
 PCA_SAMPLE = 20_000  # rows the projection is fit on (a seeded sample of pool + labeled)
 CHUNK = 16384  # pool rows scored at a time
-SHORTLIST = 2  # the error model picks k of the SHORTLIST * k smallest margins
+SHORTLIST = 1.5  # the error model picks k of the ceil(SHORTLIST * k) smallest margins
 
 
 def uncertainty_features(proba) -> np.ndarray:
@@ -121,13 +127,38 @@ class Standardiser:
         return out
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """Items of earlier batches, labelled after the model of their cycle scored them: held-out rows
+    the error model learns from beside the current model's own. Only what is independent of the
+    class list is kept from then (classes may be merged or added between cycles).
+
+    ``features`` ``(H, D)``: their embedding by the current model; ``uncertainty`` ``(H, 3)``:
+    :func:`uncertainty_features` of the probabilities they were scored with then; ``wrong`` ``(H,)``:
+    whether the class predicted then differs from their label."""
+
+    features: np.ndarray
+    uncertainty: np.ndarray
+    wrong: np.ndarray
+
+    def check(self, n_columns: int) -> None:
+        f, u, w = np.shape(self.features), np.shape(self.uncertainty), np.shape(self.wrong)
+        if len(f) != 2 or f[1] != n_columns or u != (f[0], 3) or w != (f[0],):
+            raise ValueError(
+                f"earlier rows need features (H, {n_columns}), uncertainty (H, 3) and wrong (H,); got {f}, {u}, {w}"
+            )
+        if not np.all(np.isfinite(self.uncertainty)):
+            raise ValueError("earlier rows' uncertainty holds NaN or infinite values")
+
+
 class ErrorModel:
     """Predicts the chance that the model is wrong on an item (see the module docstring).
 
     ``fit(features (L, D), proba (L, K), y (L,), pool_features=(P, D) or None)``: ``proba`` are
     held-out predictions, ``y`` class indices; the embedding is standardised on the labeled and
     pool features together. Fitted attributes: ``fallback_`` (None, or why the model fell back
-    to margin), ``n_wrong_``, ``n_right_``, ``C_`` (None on fallback), ``cv_`` (whether ``C`` came
+    to margin), ``n_wrong_``, ``n_right_``, ``n_earlier_`` (how many of those rows came from
+    ``earlier``), ``C_`` (None on fallback), ``cv_`` (whether ``C`` came
     from inner cross-validation)."""
 
     def __init__(self, *, n_components: int = N_COMPONENTS, n_folds: int = 5, random_state=None):
@@ -135,13 +166,14 @@ class ErrorModel:
         self.n_folds = n_folds
         self.random_state = random_state
 
-    def _design(self, features, proba) -> np.ndarray:
-        parts = [uncertainty_features(proba)]
+    def _design(self, features, uncertainty) -> np.ndarray:
+        parts = [uncertainty]
         if features.shape[1]:
             parts.append(self.projection_.transform(features))
         return np.hstack(parts)
 
-    def fit(self, features, proba, y, pool_features=None) -> ErrorModel:
+    def fit(self, features, proba, y, pool_features=None, earlier: Earlier | None = None) -> ErrorModel:
+        """``earlier``: more held-out rows, items of earlier batches (see :class:`Earlier`)."""
         x = _check_features(features, "labeled_features")
         p = _check_proba(proba, "labeled_proba")
         y = _check_labels(y, x.shape[0], p.shape[0], p.shape[1])
@@ -151,17 +183,24 @@ class ErrorModel:
         if pool.shape[1] != x.shape[1]:
             raise ValueError(f"pool_features has {pool.shape[1]} columns but labeled_features has {x.shape[1]}")
         wrong = p.argmax(axis=1) != y
+        uncertainty = uncertainty_features(p)
+        if earlier is not None:
+            earlier.check(x.shape[1])
+            x = np.vstack([x, np.asarray(earlier.features, dtype=np.float64)])
+            uncertainty = np.vstack([uncertainty, earlier.uncertainty])
+            wrong = np.concatenate([wrong, np.asarray(earlier.wrong, dtype=bool)])
         self.n_wrong_, self.n_right_ = int(wrong.sum()), int((~wrong).sum())
+        self.n_earlier_ = 0 if earlier is None else len(earlier.wrong)
         self.C_, self.cv_, self.model_ = None, False, None
         self.fallback_ = _fallback_reason(self.n_wrong_, self.n_right_)
         if self.fallback_:
             return self
         self.projection_ = Standardiser(min(self.n_components, x.shape[1]), self.random_state).fit(x, pool)
-        design = self._design(x, p)
+        design = self._design(x, uncertainty)
         self.inputs_ = Standardiser().fit(design)  # the LR's penalty treats every input alike
         design = self.inputs_.transform(design)
         folds = min(self.n_folds, self.n_wrong_, self.n_right_)
-        self.cv_ = len(y) >= MIN_FOR_CV and folds >= 3
+        self.cv_ = len(wrong) >= MIN_FOR_CV and folds >= 3
         self.C_ = _choose_c(design, wrong, folds, self.random_state) if self.cv_ else FIXED_C
         self.model_ = _fit(design, wrong, self.C_)
         return self
@@ -178,40 +217,38 @@ class ErrorModel:
         # A chunk at a time: the pool's design matrix never exists whole.
         for start in range(0, x.shape[0], CHUNK):
             rows = slice(start, start + CHUNK)
-            design = self.inputs_.transform(self._design(x[rows], p[rows]))
+            design = self.inputs_.transform(self._design(x[rows], uncertainty_features(p[rows])))
             out[rows] = self.model_.predict_proba(design)
         return out
 
-    def _unsure(self, proba, unsure_proba):
+    def _unsure(self, proba):
         p = _check_proba(proba, "pool_proba")
-        u = p if unsure_proba is None else _check_proba(unsure_proba, "unsure_proba")
-        if u.shape != p.shape:
-            raise ValueError(f"unsure_proba has shape {u.shape} but pool_proba has {p.shape}")
-        unsure = np.empty(u.shape[0])
-        for start in range(0, u.shape[0], CHUNK):
+        unsure = np.empty(p.shape[0])
+        for start in range(0, p.shape[0], CHUNK):
             rows = slice(start, start + CHUNK)
-            unsure[rows] = _margin_uncertainty(np.clip(u[rows], 0.0, 1.0))
+            unsure[rows] = _margin_uncertainty(np.clip(p[rows], 0.0, 1.0))
         return p, unsure
 
-    def score(self, features, proba, unsure_proba=None) -> np.ndarray:
-        """``(N,)`` the chance of "wrong" (read from ``proba``, as the labeled rows were predicted);
-        on fallback the margin uncertainty ``1 - (p1 - p2)`` of ``unsure_proba`` (default ``proba``)."""
-        p, unsure = self._unsure(proba, unsure_proba)
+    def score(self, features, proba) -> np.ndarray:
+        """``(N,)`` the chance of "wrong"; on fallback the margin uncertainty ``1 - (p1 - p2)``."""
+        p, unsure = self._unsure(proba)
         return unsure if self.model_ is None else self.predict_wrong_proba(features, p)
 
-    def selector(self, features, proba, unsure_proba=None):
+    def selector(self, features, proba):
         """A selector ``(k, taken) -> (indices, scores)`` for :func:`strategies.mix`: of the
-        ``SHORTLIST * k`` items (not ``taken``) with the largest margin uncertainty of
-        ``unsure_proba`` (the model that will learn from the labels; default ``proba``), the ``k``
-        most likely wrong, scored by that chance; by margin alone on fallback."""
-        p, unsure = self._unsure(proba, unsure_proba)
+        ``ceil(SHORTLIST * k)`` items (not ``taken``) with the largest margin uncertainty (and any
+        tied with the last of them), the ``k`` most likely wrong, scored by that chance; by margin
+        alone on fallback."""
+        p, unsure = self._unsure(proba)
         chance = None if self.model_ is None else self.predict_wrong_proba(features, p)
 
         def select(k: int, taken: np.ndarray):
             if chance is None:
                 idx = select_top(unsure, k, exclude=taken)
                 return idx, unsure[idx]
-            shortlist = select_top(unsure, SHORTLIST * k, exclude=taken)
+            shortlist = select_top(unsure, int(np.ceil(SHORTLIST * k)), exclude=taken)
+            if shortlist.size:  # items tied with the last one shortlisted join it: never item order
+                shortlist = np.flatnonzero((unsure >= unsure[shortlist].min()) & ~_as_mask(taken, unsure.size, "taken"))
             idx = shortlist[np.lexsort((shortlist, -chance[shortlist]))][:k]
             return idx, chance[idx]
 
@@ -223,6 +260,7 @@ class ErrorModel:
             "fallback": self.fallback_,
             "n_wrong": self.n_wrong_,
             "n_right": self.n_right_,
+            "n_earlier": self.n_earlier_,
             "C": self.C_,
             "C_by_cross_validation": bool(self.cv_),
         }
@@ -236,7 +274,7 @@ def _check_labels(y, n_features: int, n_proba: int, n_classes: int) -> np.ndarra
             f"(got {n_features}, {n_proba}, {y.shape})"
         )
     if n_features == 0:
-        raise ValueError("the error model needs at least one labeled example")
+        return y.astype(int)
     if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
         raise ValueError("labeled_y must hold integer class indices")
     y = y.astype(int)
@@ -247,6 +285,8 @@ def _check_labels(y, n_features: int, n_proba: int, n_classes: int) -> np.ndarra
 
 def _fallback_reason(n_wrong: int, n_right: int) -> str | None:
     total = n_wrong + n_right
+    if total == 0:
+        return "no held-out predictions yet (nothing labelled that the model had scored); ranked by margin"
     if n_wrong == 0:
         return f"the model was right on all {total} held-out items: no errors to learn from; ranked by margin"
     if n_right == 0:

@@ -20,21 +20,28 @@ from collections import Counter
 
 import numpy as np
 
+from .error_model import uncertainty_features
+
 PREDICTED_WRONG = 0.5
+MAX_EARLIER = 20_000  # earlier picks a cycle's error model learns from, the latest cycles first
 
 
 def selection_summary(selection, pool_ids, pool_proba, class_ids) -> dict:
     """JSON-safe facts about a batch for ``Cycle.summary``: ``predictions`` {item id: [predicted
-    class id, chance of wrong or None]}, and ``error_model`` / ``cold_start`` from the selection's
+    class id, chance of wrong or None, [margin, entropy, top probability]]} (the last, the model's
+    uncertainty then, is what later cycles' error models learn from once the item is labelled:
+    see :func:`labelled_earlier_picks`), and ``error_model`` / ``cold_start`` from the selection's
     notes when present. ``pool_ids`` (P,), ``pool_proba`` (P, K) with columns in ``class_ids`` order."""
     idx = np.asarray(selection.indices, dtype=np.int64)
-    predicted = np.asarray(pool_proba)[idx].argmax(axis=1) if idx.size else np.zeros(0, dtype=np.int64)
+    proba = np.asarray(pool_proba)[idx]
+    predicted = proba.argmax(axis=1) if idx.size else np.zeros(0, dtype=np.int64)
+    uncertainty = np.round(uncertainty_features(proba), 6).tolist() if idx.size else []
     p_wrong = selection.notes.get("p_wrong")
     chances = [None] * idx.size if p_wrong is None else [None if np.isnan(p) else round(float(p), 4) for p in p_wrong]
     out = {
         "predictions": {
-            str(int(pool_ids[i])): [int(class_ids[c]), chance]
-            for i, c, chance in zip(idx.tolist(), predicted.tolist(), chances, strict=True)
+            str(int(pool_ids[i])): [int(class_ids[c]), chance, u]
+            for i, c, chance, u in zip(idx.tolist(), predicted.tolist(), chances, uncertainty, strict=True)
         }
     }
     for key in ("error_model", "cold_start"):
@@ -84,7 +91,7 @@ def _labels(project, item_ids) -> dict[int, int]:
 def score_predictions(predictions: dict, labels: dict[int, int], index_of: dict[int, int]) -> dict:
     """How the stored ``predictions`` fared against ``labels`` {item id: class index}."""
     labelled = wrong = flagged = flagged_wrong = 0
-    for key, (class_id, chance) in predictions.items():
+    for key, (class_id, chance, *_) in predictions.items():
         truth = labels.get(int(key))
         if truth is None:
             continue
@@ -131,3 +138,35 @@ def cycle_report(cycle) -> dict:
         scored = score_predictions(predictions, labels, class_index(cycle.project).index_of)
         out["previous"] = {"number": earlier.number, "used": (earlier.summary or {}).get("error_model"), **scored}
     return out
+
+
+def labelled_earlier_picks(cycle) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The items earlier finished cycles of ``cycle``'s project queued and that have a label now:
+    ``(item ids (H,), uncertainty (H, 3) as the model of their cycle scored them, wrong (H,) whether
+    that model's class differs from the label)``, at most :data:`MAX_EARLIER`, the latest cycles
+    first; an item picked twice counts once, as its latest cycle saw it. Held-out rows for the
+    error model (see :class:`active_learning.error_model.Earlier`). Cycles from before the
+    uncertainty was kept are skipped."""
+    from training.datasets import class_index
+
+    from .models import Cycle
+
+    earlier = (
+        Cycle.objects.filter(project_id=cycle.project_id, number__lt=cycle.number, status=Cycle.Status.DONE)
+        .filter(summary__has_key="predictions")
+        .order_by("-number")
+        .values_list("summary", flat=True)
+    )
+    picks: dict[int, tuple] = {}
+    for summary in earlier.iterator(chunk_size=20):
+        for key, value in summary["predictions"].items():
+            if len(value) >= 3 and int(key) not in picks:
+                picks[int(key)] = (value[0], value[2])
+        if len(picks) >= MAX_EARLIER:
+            break
+    labels = _labels(cycle.project, list(picks)) if picks else {}
+    index_of = class_index(cycle.project).index_of
+    ids = np.array(sorted([i for i in picks if i in labels][:MAX_EARLIER]), dtype=np.int64)
+    uncertainty = np.array([picks[i][1] for i in ids.tolist()], dtype=np.float64).reshape(-1, 3)
+    wrong = np.array([index_of.get(picks[i][0], -1) != labels[i] for i in ids.tolist()], dtype=bool)
+    return ids, uncertainty, wrong

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import strategies as S
-from .error_model import ErrorModel, Standardiser
+from .error_model import Earlier, ErrorModel, Standardiser
 from .typicality import typiclust_selector
 
 # What a cycle may be launched with (the Cycle model's choices).
@@ -37,6 +37,7 @@ MIXABLE = tuple(s for s in ALL_STRATEGIES if s != "mix")
 # random .15, 0.61 with the error model, 0.62 with TypiClust); reported on splits 0-2 in RESULTS.md.
 DEFAULT_MIX = (("margin", 0.85), ("random", 0.15))
 COLD_START_PER_CLASS = 5
+COLD_START_MIN_CLASS = None
 # Components that read the model (or its embedding of a few labels): replaced in the cold start.
 MODEL_BASED = ("least_confidence", "margin", "entropy", "error_model", "diversity")
 # Embeddings wider than this are projected down before k-center (distances are kept up to a
@@ -48,16 +49,16 @@ MAX_EMBEDDING_DIM = 256
 class Labeled:
     """What the error model and diversity need of the labeled set (L rows).
 
-    ``proba`` must be out-of-sample: dev predictions of a model that never trained on them, or
-    out-of-fold predictions (see :func:`strategies.error_model_scores`)."""
+    ``proba`` must be held-out: dev predictions of a model that never trained on them, or earlier
+    batches as the model of their cycle scored them before they were labelled (see
+    active_learning/error_model.py)."""
 
     features: np.ndarray  # (L, D) embeddings of the rows with out-of-sample predictions
     proba: np.ndarray  # (L, K) out-of-sample probabilities
     y: np.ndarray  # (L,) class indices
     centers: np.ndarray | None = None  # (C, D) embeddings of every labeled item, for diversity
-    # (P, K) the pool as scored by the models that made ``proba`` (out-of-fold: the fold models'
-    # mean); None when that is the model that scored the pool (dev predictions).
-    pool_proba: np.ndarray | None = None
+    earlier: Earlier | None = None  # items of earlier batches, as scored then: more held-out rows
+    class_counts: np.ndarray | None = None  # (K,) labels per class of every labeled item (the cold start)
 
 
 def parse_weights(text: str) -> tuple[tuple[str, float], ...]:
@@ -135,15 +136,12 @@ def _component(name, pool_proba, pool_features, labeled, random_state, notes):
     if labeled is None or pool_features is None:
         raise ValueError(f"{name} needs the pool's features and the labeled set")
     if name == "error_model":
-        model = ErrorModel(random_state=random_state).fit(labeled.features, labeled.proba, labeled.y, pool_features)
-        seen_as = pool_proba if labeled.pool_proba is None else np.asarray(labeled.pool_proba, dtype=float)
-        if seen_as.shape != pool_proba.shape:
-            raise ValueError(
-                f"labeled.pool_proba has shape {seen_as.shape}, the pool's probabilities {pool_proba.shape}"
-            )
+        model = ErrorModel(random_state=random_state).fit(
+            labeled.features, labeled.proba, labeled.y, pool_features, earlier=labeled.earlier
+        )
         notes["error_model"] = model.report()
-        notes["_error_model"] = (model, seen_as)
-        return model.selector(pool_features, seen_as, unsure_proba=pool_proba)
+        notes["_error_model"] = model
+        return model.selector(pool_features, pool_proba)
     if name in ("diversity", "typiclust"):
         both, n_centers = _standardised(labeled, pool_features)
         if name == "typiclust":
@@ -152,10 +150,22 @@ def _component(name, pool_proba, pool_features, labeled, random_state, notes):
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(ALL_STRATEGIES)}")
 
 
-def cold_start_weights(weights, n_labeled: int, n_classes: int) -> tuple[tuple[str, float], ...] | None:
+def cold_start_weights(
+    weights,
+    n_labeled: int,
+    n_classes: int,
+    per_class: float = COLD_START_PER_CLASS,
+    min_class: int | None = COLD_START_MIN_CLASS,
+    class_counts=None,
+) -> tuple[tuple[str, float], ...] | None:
     """The mix's weights during the cold start (model-based weight moved to ``typiclust``), or None
-    when ``n_labeled`` already reaches :data:`COLD_START_PER_CLASS` per class."""
-    if n_labeled >= COLD_START_PER_CLASS * n_classes:
+    once ``n_labeled`` reaches ``per_class`` labels per class, or once every class holds at least
+    ``min_class`` labels (``class_counts`` ``(K,)``, labels per class; the second test is skipped
+    when ``min_class`` or ``class_counts`` is None)."""
+    if n_labeled >= per_class * n_classes:
+        return None
+    counted = min_class is not None and class_counts is not None and np.size(class_counts) > 0
+    if counted and np.min(class_counts) >= min_class:
         return None
     moved = sum(w for name, w in weights if name in MODEL_BASED)
     if moved <= 0:
@@ -174,13 +184,15 @@ def select_batch(
     labeled: Labeled | None = None,
     weights=DEFAULT_MIX,
     random_state=0,
+    cold_start_per_class: float = COLD_START_PER_CLASS,
+    cold_start_min_class: int | None = COLD_START_MIN_CLASS,
 ) -> S.Selection:
     """The ``batch_size`` pool items ``strategy`` picks, in queue order.
 
     ``pool_proba`` (P, K) and ``pool_features`` (P, D) describe the pool; ``labeled`` is needed by
     ``error_model``, ``diversity`` and ``typiclust`` (and by ``mix`` when its weights use them, or
-    for its cold start). ``weights`` are the ``mix`` components as (name, weight) pairs. Seeded by
-    ``random_state``. ``notes`` of the result: ``error_model`` (its report, see
+    for its cold start: see :func:`cold_start_weights`). ``weights`` are the ``mix`` components as
+    (name, weight) pairs. Seeded by ``random_state``. ``notes`` of the result: ``error_model`` (its report, see
     :meth:`ErrorModel.report`), ``p_wrong`` ((m,) its chance of "wrong" for each selected item, NaN
     on fallback) and ``cold_start`` (the weights used instead of the mix's, when it applied)."""
     pool_proba = np.asarray(pool_proba)  # float32 stays float32: no (P, K) copy
@@ -196,7 +208,10 @@ def select_batch(
         chosen = tuple(weights)
         if labeled is not None and pool_features is not None:
             n_labeled = len(labeled.y if labeled.centers is None else labeled.centers)
-            cold = cold_start_weights(chosen, n_labeled, pool_proba.shape[1])
+            cold = cold_start_weights(
+                chosen, n_labeled, pool_proba.shape[1], cold_start_per_class, cold_start_min_class,
+                labeled.class_counts,
+            )  # fmt: skip
             if cold is not None:
                 chosen = cold
                 notes["cold_start"] = [list(w) for w in cold]
@@ -211,11 +226,10 @@ def select_batch(
         if weight > 0
     ]
     selection = S.mix(components, batch_size, rng, n_items=n)
-    fitted = notes.pop("_error_model", None)
-    if fitted is not None:
-        model, seen_as = fitted
+    model = notes.pop("_error_model", None)
+    if model is not None:
         idx = selection.indices
-        notes["p_wrong"] = model.predict_wrong_proba(np.asarray(pool_features)[idx], seen_as[idx])
+        notes["p_wrong"] = model.predict_wrong_proba(np.asarray(pool_features)[idx], pool_proba[idx])
     return replace(selection, notes=notes)
 
 

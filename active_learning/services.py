@@ -54,6 +54,7 @@ from training.trainers import atomic_write
 
 from . import error_report, sampling
 from . import restriction as R
+from .error_model import Earlier
 from .models import Cycle, CycleSelection
 
 # The read side lives in progress.py; the pages and the API reach it through services too.
@@ -428,18 +429,26 @@ def score_step(cycle_id: int) -> str | None:
         index = {c["id"]: i for i, c in enumerate(version.snapshot.classes)}
         labels = dict(SnapshotLabel.objects.filter(snapshot=version.snapshot).values_list("item_id", "label_class_id"))
         oos_y = np.array([index[labels[int(pk)]] for pk in oos_ids], dtype=np.int64)
+        # Labels per class (the mix's cold start lasts until every class has a few).
+        labelled = np.array([index[c] for c in labels.values()], dtype=np.int64)
+        class_counts = np.bincount(labelled, minlength=len(index))
         centers = np.array(sorted(labels), dtype=np.int64)
         max_centers = int(cycle_settings()["MAX_CENTERS"])
         if centers.size > max_centers:
             centers = np.sort(np.random.default_rng(seed).choice(centers, max_centers, replace=False))
 
-        # One pass over the images: each labeled item once (the out-of-sample rows are labeled
-        # items too), then the pool.
-        labeled_ids = np.union1d(oos_ids, centers)
+        # Earlier cycles' picks labelled since, as their cycle's model scored them: more held-out
+        # rows for the error model, at no extra fit.
+        earlier_ids, earlier_uncertainty, earlier_wrong = error_report.labelled_earlier_picks(cycle)
+
+        # One pass over the images: each labeled item once (the out-of-sample rows and the
+        # earlier picks are labeled items too), then the pool.
+        labeled_ids = np.union1d(np.union1d(oos_ids, centers), earlier_ids)
         everything = np.concatenate([labeled_ids, pool, anchors])
         proba, features = _predict(model, everything, project.data_kind, seed, step)
         oos_features = features[np.searchsorted(labeled_ids, oos_ids)]
         center_features = features[np.searchsorted(labeled_ids, centers)]
+        earlier_features = features[np.searchsorted(labeled_ids, earlier_ids)]
         in_pool = slice(len(labeled_ids), len(labeled_ids) + len(pool))
         pool_proba, pool_features = proba[in_pool], features[in_pool]
         if anchors.size:  # "nearest to a tag": only the k pool items closest to the tagged ones stay
@@ -449,7 +458,8 @@ def score_step(cycle_id: int) -> str | None:
         arrays = {
             "pool_ids": pool, "pool_proba": pool_proba, "pool_features": pool_features, "labeled_ids": oos_ids,
             "labeled_proba": oos_proba, "labeled_y": oos_y, "labeled_features": oos_features,
-            "center_features": center_features,
+            "center_features": center_features, "earlier_features": earlier_features,
+            "earlier_uncertainty": earlier_uncertainty, "earlier_wrong": earlier_wrong, "class_counts": class_counts,
         }  # fmt: skip
         atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
         step.finish(Cycle.Stage.SELECTING, pool_size=len(pool))
@@ -468,9 +478,13 @@ def select_step(cycle_id: int) -> str | None:
             s = {key: scores[key] for key in scores.files}
         labeled = None
         if len(s["labeled_ids"]):
+            earlier = None
+            if len(s.get("earlier_wrong", ())):  # scores files written before this had none
+                earlier = Earlier(s["earlier_features"], s["earlier_uncertainty"], s["earlier_wrong"])
             labeled = sampling.Labeled(
                 features=s["labeled_features"], proba=s["labeled_proba"], y=s["labeled_y"],
-                centers=s["center_features"] if len(s["center_features"]) else None,
+                centers=s["center_features"] if len(s["center_features"]) else None, earlier=earlier,
+                class_counts=s.get("class_counts"),
             )  # fmt: skip
         selection = sampling.select_batch(
             cycle.strategy,

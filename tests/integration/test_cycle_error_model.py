@@ -2,9 +2,10 @@
 model's chance of "wrong" for every item of its batch, and the next cycle's page scores them
 against the labels given since (precision of "predicted wrong"); the fallback reason is shown."""
 
+import numpy as np
 import pytest
 
-from active_learning import error_report
+from active_learning import error_report, services
 from active_learning.models import Cycle
 from annotation.models import Item
 
@@ -25,10 +26,12 @@ def test_a_cycle_keeps_predictions_for_its_batch_and_the_page_shows_the_error_mo
     selected = {s.item_id for s in cycle.selections.all()}
     assert {int(k) for k in summary["predictions"]} == selected
     class_ids = {c["id"] for c in cycle.model_version.snapshot.classes}
-    assert all(class_id in class_ids for class_id, _ in summary["predictions"].values())
+    assert all(class_id in class_ids for class_id, *_ in summary["predictions"].values())
+    # The model's uncertainty then (margin, entropy, top probability): later cycles learn from it.
+    assert all(len(u) == 3 and 0 <= u[0] <= u[2] <= 1 for *_, u in summary["predictions"].values())
     report = summary["error_model"]
     assert report["n_wrong"] + report["n_right"] > 0 and summary["selected"] == 10  # write_batch's facts kept
-    chances = [chance for _, chance in summary["predictions"].values()]
+    chances = [chance for _, chance, _ in summary["predictions"].values()]
     if report["fallback"]:
         assert all(chance is None for chance in chances) and "margin" in report["fallback"]
     else:
@@ -76,6 +79,35 @@ def test_the_next_cycle_page_scores_the_previous_batch_against_the_labels_given_
     page = client.get(urls(al_project, 2)["detail"]).content.decode()
     assert "5 of 7 items labelled since" in page and 'data-testid="error-model-precision">67%' in page
     assert "only 2 of 40 held-out items were wrong" in page and "fell back to margin" in page
+
+
+@pytest.mark.django_db
+def test_the_next_cycle_learns_from_the_earlier_picks_labelled_since(client, al_project, mle, labeler):
+    """Cycle 1's batch, labelled, is held-out for cycle 2's error model: each item as cycle 1's
+    model scored it (its stored uncertainty) and whether that model's class was wrong."""
+    first = run_cycle(al_project, mle, strategy="error_model", batch_size=10)
+    classes = {c.pk: c for c in al_project.label_classes.all()}
+    picks = list(first.summary["predictions"].items())
+    for n, (key, (class_id, _, _)) in enumerate(picks[:6]):  # 6 labelled: 3 as predicted, 3 otherwise
+        other = next(c for pk, c in classes.items() if pk != class_id and not c.is_ambiguity)
+        label(Item.objects.get(pk=int(key)), labeler, classes[class_id] if n % 2 else other)
+
+    second = services.launch(al_project, user=mle, enqueue=False, strategy="error_model", batch_size=5)
+    ids, uncertainty, wrong = error_report.labelled_earlier_picks(second)
+    assert sorted(ids.tolist()) == sorted(int(k) for k, _ in picks[:6])
+    stored = {int(k): v for k, v in picks}
+    np.testing.assert_allclose(uncertainty, [stored[i][2] for i in ids.tolist()])
+    assert wrong.sum() == 3 and wrong.tolist() == [i in {int(k) for k, _ in picks[:6:2]} for i in ids.tolist()]
+    for step in services.STEPS:
+        step(second.pk)
+    second.refresh_from_db()
+    assert second.status == "done", second.error
+    report = second.summary["error_model"]
+    # The 3 wrong earlier picks alone are enough errors to learn from: no fallback.
+    assert report["n_earlier"] == 6 and report["n_wrong"] >= 3 and report["fallback"] is None
+    client.force_login(mle)
+    page = client.get(urls(al_project, 2)["detail"]).content.decode()
+    assert "6 of them earlier batches' items" in page
 
 
 @pytest.mark.django_db

@@ -1,6 +1,6 @@
 """The simulator's statistics over several test splits (area under the curve, labels to the
 target with a bootstrap interval over splits and seeds), the full-pool reference over a
-regularisation grid, and fold predictions that score the pool with the same fold models."""
+regularisation grid."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,6 @@ from active_learning.simulation import (
     REFERENCE_CS,
     aggregate,
     area_under_curve,
-    fold_predictions,
     full_pool_reference,
     simulate_splits,
 )
@@ -69,34 +68,6 @@ def test_the_full_pool_reference_is_the_best_of_the_grid():
         for c in REFERENCE_CS
     ]
     assert accuracy == max(each) and hp == {"C": REFERENCE_CS[int(np.argmax(each))]}
-
-
-class _Constant:
-    """Predicts, for every row, the class frequencies of the rows it was fit on."""
-
-    def fit(self, X, y):
-        self.p = np.bincount(y, minlength=2) / len(y)
-        return self
-
-    def predict_proba(self, X):
-        return np.tile(self.p, (len(X), 1))
-
-
-def test_fold_predictions_score_the_pool_with_the_mean_of_the_fold_models():
-    X = np.arange(12, dtype=float)[:, None]
-    y = np.array([0, 1] * 6)
-    y[:4] = 0
-    oof, pool = fold_predictions(_Constant, X, y, 2, X[:3], n_folds=3, random_state=0)
-    assert oof.shape == (12, 2) and pool.shape == (3, 2)
-    # The mean over folds of each fold model's training frequencies.
-    np.testing.assert_allclose(pool[0], pool[2])
-    np.testing.assert_allclose(pool.sum(axis=1), 1.0)
-    held_means = []
-    from sklearn.model_selection import StratifiedKFold
-
-    for train, _ in StratifiedKFold(3, shuffle=True, random_state=0).split(X, y):
-        held_means.append(np.bincount(y[train], minlength=2) / len(train))
-    np.testing.assert_allclose(pool[0], np.mean(held_means, axis=0))
 
 
 def test_simulate_splits_runs_each_split_and_aggregates():

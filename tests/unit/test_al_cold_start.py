@@ -73,6 +73,28 @@ def test_the_mix_starts_cold_below_a_few_labels_per_class():
     assert cold_start_weights((("random", 1.0),), 0, 3) is None
 
 
+def test_the_cold_start_can_end_once_every_class_has_a_few_labels():
+    weights = (("margin", 0.85), ("random", 0.15))
+    cold = (("typiclust", 0.85), ("random", 0.15))
+    # 6 labels of 3 classes (fewer than 5 per class): cold while some class has fewer than 2.
+    assert cold_start_weights(weights, 6, 3, 5, 2, np.array([3, 2, 1])) == cold
+    assert cold_start_weights(weights, 6, 3, 5, 2, np.array([2, 2, 2])) is None
+    assert cold_start_weights(weights, 6, 3, 5, 2, None) == cold  # counts unknown: the total decides
+    assert cold_start_weights(weights, 6, 3, 5, None, np.array([2, 2, 2])) == cold  # no class rule
+    assert cold_start_weights(weights, 15, 3, 5, 2, np.array([15, 0, 0])) is None  # the total still ends it
+    x, blob = _blobs()
+    proba = np.full((len(x), 3), 1 / 3)
+    few = np.flatnonzero(blob == 0)[:2]
+    pool = np.setdiff1d(np.arange(len(x)), few)
+    for counts, expected in [([2, 0, 0], ["typiclust"] * 4), ([1, 1, 1], ["margin"] * 4)]:
+        labeled = Labeled(x[few], proba[few], np.zeros(2, dtype=int), class_counts=np.array(counts))
+        selection = select_batch(
+            "mix", 5, pool_proba=proba[pool], pool_features=x[pool], labeled=labeled,
+            weights=(("margin", 0.8), ("random", 0.2)), cold_start_min_class=1,
+        )  # fmt: skip
+        assert selection.strategies == [*expected, "random"]
+
+
 def test_select_top_equals_a_stable_full_sort_with_ties_and_exclusions():
     rng = np.random.default_rng(0)
     for _ in range(50):

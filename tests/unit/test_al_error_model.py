@@ -109,6 +109,50 @@ def test_degenerate_cases_fall_back_to_margin_not_item_order(case, flip, reason)
     assert np.isnan(selection.notes["p_wrong"]).all()
 
 
+def test_with_nothing_held_out_yet_it_falls_back_to_margin():
+    """The first cycle: no labelled item was scored by a model before its label came."""
+    model = em.ErrorModel(random_state=0).fit(np.zeros((0, 1)), np.zeros((0, 2)), np.zeros(0), POOL_FEATURES)
+    assert "no held-out predictions yet" in model.fallback_ and model.n_wrong_ == model.n_right_ == 0
+    selection = select_batch(
+        "error_model", 2, pool_proba=POOL_PROBA, pool_features=POOL_FEATURES,
+        labeled=Labeled(np.zeros((0, 1)), np.zeros((0, 2)), np.zeros(0, dtype=int)),
+    )  # fmt: skip
+    assert selection.indices.tolist() == [4, 3]
+
+
+def test_earlier_picks_teach_it_what_the_same_rows_as_probabilities_would():
+    """Rows from earlier batches (their uncertainty then, and whether the class then was wrong)
+    are the same held-out evidence as probabilities with labels: the fitted model is the same."""
+    lx, lp, ly = _error_data(10)
+    px, pp, _ = _error_data(11, n=200)
+    direct = em.ErrorModel(random_state=0).fit(lx, lp, ly, px)
+    earlier = em.Earlier(lx, em.uncertainty_features(lp), lp.argmax(axis=1) != ly)
+    empty = (lx[:0], lp[:0], ly[:0])
+    via_earlier = em.ErrorModel(random_state=0).fit(*empty, px, earlier=earlier)
+    assert via_earlier.n_earlier_ == 300 and via_earlier.report()["n_earlier"] == 300
+    assert (via_earlier.n_wrong_, via_earlier.C_) == (direct.n_wrong_, direct.C_)
+    np.testing.assert_allclose(via_earlier.score(px, pp), direct.score(px, pp), atol=1e-12)
+    # Half and half: the current model's own rows and the earlier ones are pooled.
+    half = em.Earlier(lx[150:], em.uncertainty_features(lp[150:]), lp[150:].argmax(axis=1) != ly[150:])
+    pooled = em.ErrorModel(random_state=0).fit(lx[:150], lp[:150], ly[:150], px, earlier=half)
+    assert pooled.n_wrong_ + pooled.n_right_ == 300 and pooled.n_earlier_ == 150
+    np.testing.assert_allclose(pooled.score(px, pp), direct.score(px, pp), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "message"),
+    [
+        (em.Earlier(np.zeros((4, 3)), np.zeros((4, 3)), np.zeros(4, bool)), "features \\(H, 2\\)"),
+        (em.Earlier(np.zeros((4, 2)), np.zeros((4, 2)), np.zeros(4, bool)), "uncertainty \\(H, 3\\)"),
+        (em.Earlier(np.zeros((4, 2)), np.full((4, 3), np.nan), np.zeros(4, bool)), "NaN"),
+    ],
+)
+def test_malformed_earlier_rows_are_named(earlier, message):
+    lx, lp, ly = _error_data(12, n=20)
+    with pytest.raises(ValueError, match=message):
+        em.ErrorModel().fit(lx, lp, ly, earlier=earlier)
+
+
 def test_select_batch_reports_the_error_model_and_its_chance_for_each_pick():
     lx, lp, ly = _error_data(8)
     px, pp, _ = _error_data(9, n=200)
@@ -119,8 +163,8 @@ def test_select_batch_reports_the_error_model_and_its_chance_for_each_pick():
     p_wrong = selection.notes["p_wrong"]
     assert p_wrong.shape == (10,) and np.all((p_wrong >= 0) & (p_wrong <= 1))
     np.testing.assert_allclose(p_wrong, selection.scores)
-    # Combined with uncertainty: the picks are the 10 likeliest wrong among the 20 smallest margins.
-    shortlist = st.select_top(st.margin(pp), em.SHORTLIST * 10)
+    # Combined with uncertainty: the picks are the 10 likeliest wrong among the 15 smallest margins.
+    shortlist = st.select_top(st.margin(pp), int(np.ceil(em.SHORTLIST * 10)))
     assert set(selection.indices.tolist()) <= set(shortlist.tolist())
     chance = em.ErrorModel(random_state=0).fit(lx, lp, ly, px).predict_wrong_proba(px, pp)
     assert set(selection.indices.tolist()) == set(shortlist[np.argsort(-chance[shortlist])[:10]].tolist())

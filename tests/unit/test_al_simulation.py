@@ -10,12 +10,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+import active_learning.simulation as simulation
 from active_learning.simulation import (
     curve_summary,
     draw_initial,
     label_schedule,
     labels_to_reach,
-    out_of_fold_proba,
     simulate,
     split_pool_test,
     write_png,
@@ -182,12 +182,37 @@ class _RemembersWhatItSaw:
         saw = np.array([i in self.seen for i in X[:, 0].tolist()])
         return np.column_stack([saw, ~saw]).astype(float)
 
+    def embed(self, X):
+        return X
 
-def test_out_of_fold_rows_come_from_models_that_never_saw_them():
-    X = np.arange(23, dtype=float)[:, None]
-    y = np.arange(23) % 2
-    proba = out_of_fold_proba(_RemembersWhatItSaw, X, y, 2)
-    assert proba.shape == (23, 2) and np.all(proba[:, 1] == 1)
+
+def test_the_error_model_learns_from_earlier_picks_as_scored_before_their_labels(monkeypatch):
+    """Each row the error model learns from is an item picked in an earlier round, with the
+    probabilities the model of that round gave it (a model that had not seen it): never an
+    in-sample prediction of the current model."""
+    seen = []
+    real = simulation.select_batch
+
+    def spy(strategy, batch_size, **kwargs):
+        seen.append((kwargs["labeled"], kwargs["pool_proba"]))
+        return real(strategy, batch_size, **kwargs)
+
+    monkeypatch.setattr(simulation, "select_batch", spy)
+    X = np.arange(40, dtype=float)[:, None]
+    y = np.arange(40) % 2
+    _, order = simulation._run_one(
+        lambda seed: _RemembersWhatItSaw(), X, y, X[:4], y[:4], start=np.arange(4), schedule=[4, 8, 12, 16],
+        strategy="error_model", seed=0, weights=(), n_classes=2,
+    )  # fmt: skip
+    assert len(seen) == 3 and order.size == 16
+    assert len(seen[0][0].earlier.wrong) == 0  # nothing picked yet: the error model falls back to margin
+    for round_index, (labeled, _) in enumerate(seen[1:], start=1):
+        picked = order[4 : 4 + 4 * round_index]
+        assert len(labeled.y) == 0  # no dev split in the simulator: only the earlier picks
+        # Each scored by a model that had not seen it (class 1); in-sample it would have said 0.
+        np.testing.assert_array_equal(labeled.earlier.wrong, y[picked] != 1)
+        np.testing.assert_array_equal(labeled.earlier.features, X[picked])
+        assert len(labeled.centers) == 4 + 4 * round_index  # diversity and the cold start: every label
 
 
 @pytest.mark.parametrize(
