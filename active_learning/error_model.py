@@ -2,13 +2,15 @@
 
 Pure NumPy / scikit-learn, no Django (see DESIGN.md, "Pure algorithm modules").
 
-What it learns from. Each row of the labeled side must be a **held-out** prediction of the model
-lineage that scores the pool: its dev-split predictions, or the items of earlier batches as the
-model of their cycle scored them before their labels came (the simulator's source: free, since
-those scores were computed to choose the batch), or out-of-fold predictions whose pool is scored
-by the same fold models (averaged). In-sample predictions are nearly always right, and a model fit
-on fewer labels is wrong in other places than the one that scores the pool, so either mismatch
-teaches it the wrong thing (issue #17 measured it losing to random that way).
+What it learns from. Each row must be a **held-out** prediction of the model lineage that scores
+the pool: the current model's dev-split predictions, and the items of earlier batches as the model
+of their cycle scored them before their labels came (:class:`Earlier`; free, since those scores
+chose the batch; the simulator has only these). In-sample predictions are nearly always right,
+and a model fit on fewer labels is wrong in other places than the one that scores the pool, so
+either mismatch teaches it the wrong thing (issue #17 measured it losing to random that way).
+A model trained by cross-validation gives out-of-fold predictions of its fold models instead of
+dev ones: a smaller mismatch (each fold sees (k-1)/k of the labels), which the earlier batches'
+rows dilute.
 
 What it reads (the design matrix, ``(N, 3 + C)``): the model's margin ``p1 - p2``, its entropy
 and its top probability (where the model is unsure it is more often wrong), plus ``C`` (default 3)

@@ -477,10 +477,11 @@ def select_step(cycle_id: int) -> str | None:
         with np.load(scores_path(cycle)) as scores:
             s = {key: scores[key] for key in scores.files}
         labeled = None
-        if len(s["labeled_ids"]):
-            earlier = None
-            if len(s.get("earlier_wrong", ())):  # scores files written before this had none
-                earlier = Earlier(s["earlier_features"], s["earlier_uncertainty"], s["earlier_wrong"])
+        earlier = None
+        if len(s.get("earlier_wrong", ())):  # scores files written before this had none
+            earlier = Earlier(s["earlier_features"], s["earlier_uncertainty"], s["earlier_wrong"])
+        if len(s["labeled_ids"]) or len(s["center_features"]) or earlier is not None:
+            # With no held-out rows of its own the error model falls back to margin, and says so.
             labeled = sampling.Labeled(
                 features=s["labeled_features"], proba=s["labeled_proba"], y=s["labeled_y"],
                 centers=s["center_features"] if len(s["center_features"]) else None, earlier=earlier,

@@ -222,7 +222,7 @@ def main():
     text = [
         SECTION,
         "",
-        f"`benchmarks/al_pool_scale.py`, 2026-12-02, 2 cores, 24 GiB, {machine}. A seeded synthetic pool of "
+        f"`benchmarks/al_pool_scale.py`, 2026-12-02, 24 GiB, {machine}. A seeded synthetic pool of "
         f"{POOL:,} items ({CLASSES} overlapping Gaussian classes, {DIM} float32 features as the embedding, "
         f"probabilities from a logistic regression fit on a labeled set of {LABELED:,}, whose out-of-fold "
         f"probabilities feed the error model); each strategy picks a batch of {BATCH} through `select_batch`, "

@@ -175,7 +175,7 @@ def test_status_json_and_the_detail_page_of_a_finished_cycle(
     with django_assert_max_num_queries(9):  # 4 for the user and project, 5 for the cycle and its batch
         page = client.get(url["detail"]).content.decode()
     by_strategy = cycle.summary["by_strategy"]
-    assert set(by_strategy) == {"margin", "random"}
+    assert set(by_strategy) == {"margin", "error_model", "random"}
     for name, block in by_strategy.items():
         row = f'<tr data-strategy="{name}"><td><code>{name}</code></td><td class="num strong">{block["n"]}</td>'
         assert row in page and f'aria-label="Share of {name}"' in page

@@ -56,7 +56,7 @@ def test_a_cycle_trains_scores_selects_and_queues_its_batch(al_project, mle, lab
     assert cycle.pool_size == 54 and cycle.summary["selected"] == 12
     assert sum(block["n"] for block in cycle.summary["by_strategy"].values()) == 12
     assert {name: block["n"] for name, block in cycle.summary["by_strategy"].items()} == {
-        "margin": 10, "random": 2
+        "margin": 7, "error_model": 3, "random": 2
     }  # fmt: skip
     assert set(cycle.timings) == {"training", "scoring", "selecting", "queueing"}
 
@@ -66,8 +66,8 @@ def test_a_cycle_trains_scores_selects_and_queues_its_batch(al_project, mle, lab
     assert all(s.queue_entry_id == e.pk for s, e in zip(selections, entries, strict=True))
     assert all(e.reason.startswith(f"cycle 1: {e.strategy} score") for e in entries)
     assert all(e.priority < 1_000_000 for e in entries)  # after an SME's send-back
-    # The default mix (85 % margin, 15 % random) takes turns along the queue.
-    assert [e.strategy for e in entries[:3]] == ["margin", "random", "margin"]
+    # The default mix (60 % margin, 25 % error model, 15 % random) takes turns along the queue.
+    assert [e.strategy for e in entries[:4]] == ["margin", "error_model", "random", "margin"]
 
     served = labeling.next_item(al_project, labeler, rng=NoGoldDraw())
     assert served.item.pk == entries[0].item_id
@@ -424,7 +424,7 @@ def test_a_real_worker_runs_a_cycle_on_the_demo_and_the_labeler_gets_its_batch(a
 
     entries = list(QueueEntry.objects.filter(project=project, is_active=True).order_by("-priority"))
     assert len(entries) == 30 and [e.item_id for e in entries] == [row[0] for row in cycle.selection]
-    assert {e.strategy for e in entries} == {"margin", "random"}
+    assert {e.strategy for e in entries} == {"margin", "error_model", "random"}
     assert all(e.reason.startswith(f"cycle 1: {e.strategy} score") and e.score is not None for e in entries)
 
     labeler = users.get(username="labeler1")
