@@ -279,7 +279,7 @@ def verdicts(all_summaries, all_results) -> list[str]:
     )
     lines.append(
         f"default mix ≤ {MAX_SHARE_OF_RANDOM:.1f}x random's labels on every dataset: "
-        + "; ".join(f"{d} {_ci(r, '.2f')}" for d, r in mix_ok)
+        + "; ".join(f"{d} {_ci(r, '.3f')}" for d, r in mix_ok)
         + f" → **{yes(all(r['mean'] <= MAX_SHARE_OF_RANDOM for _, r in mix_ok))}**"
     )
     return lines

@@ -103,11 +103,17 @@ def test_the_next_cycle_learns_from_the_earlier_picks_labelled_since(client, al_
     second.refresh_from_db()
     assert second.status == "done", second.error
     report = second.summary["error_model"]
-    # The 3 wrong earlier picks alone are enough errors to learn from: no fallback.
-    assert report["n_earlier"] == 6 and report["n_wrong"] >= 3 and report["fallback"] is None
+    # The 3 wrong earlier picks alone are enough errors to learn from; whether it is used is the
+    # check against margin's, shown either way.
+    assert report["n_earlier"] == 6 and report["n_wrong"] >= 3 and report["auc"] is not None
+    assert (report["fallback"] is None) == (report["auc"] > report["margin_auc"])
     client.force_login(mle)
     page = client.get(urls(al_project, 2)["detail"]).content.decode()
     assert "6 of them earlier batches' items" in page
+    if report["fallback"]:
+        assert "no better than margin" in page and "fell back to margin" in page
+    else:
+        assert "it finds them better than margin does" in page
 
 
 @pytest.mark.django_db

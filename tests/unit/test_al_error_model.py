@@ -31,7 +31,8 @@ def test_errors_concentrated_in_one_region_are_ranked_first():
     lx, lp, ly = _error_data(0)
     px, pp, _ = _error_data(1, n=1000)
     model = em.ErrorModel(random_state=0).fit(lx, lp, ly, px)
-    assert model.fallback_ is None and model.cv_  # 300 rows, ~75 errors: C by inner CV
+    assert model.fallback_ is None and model.C_ in em.CS  # 300 rows, ~75 errors: C by inner CV
+    assert model.auc_ > model.margin_auc_  # margin cannot see the region; the error model can
     scores = model.score(px, pp)  # the chance of "wrong"
     top = st.select_top(scores, 100)
     in_region = px[:, 0] > 0.5
@@ -65,11 +66,36 @@ def test_calibrated_in_the_large_on_its_training_rows():
     assert model.predict_wrong_proba(lx, lp).mean() == pytest.approx(observed, abs=0.01)
 
 
-def test_fixed_regularisation_on_tiny_samples():
-    lx, lp, ly = _error_data(5, n=20)
+def test_too_few_rows_to_check_it_against_margin_fall_back():
+    lx, lp, ly = _error_data(5, n=em.MIN_ROWS - 1)
     model = em.ErrorModel(random_state=0).fit(lx, lp, ly)
-    if model.fallback_ is None:
-        assert not model.cv_ and model.C_ == em.FIXED_C
+    assert model.n_wrong_ >= em.MIN_ERRORS and model.n_right_ >= em.MIN_ERRORS  # enough errors, too few rows
+    assert f"only {em.MIN_ROWS - 1} held-out items" in model.fallback_ and model.model_ is None
+
+
+def test_it_is_not_used_where_it_finds_errors_no_better_than_margin():
+    """Errors that margin alone explains (the model is wrong exactly where it is unsure, and the
+    embedding carries nothing): the check finds no gain over margin, so margin ranks."""
+    rng = np.random.default_rng(6)
+    n = 300
+    x = rng.normal(size=(n, 2))
+    confidence = rng.uniform(0.5, 1.0, n)
+    y = np.zeros(n, dtype=int)
+    wrong = rng.uniform(size=n) > confidence  # P(wrong) = 1 - confidence: margin's own story
+    proba = np.where((y ^ wrong)[:, None] == np.arange(2), confidence[:, None], 1 - confidence[:, None])
+    model = em.ErrorModel(random_state=0).fit(x, proba, y, x)
+    assert "no better than margin" in model.fallback_ and model.auc_ <= model.margin_auc_
+    np.testing.assert_array_equal(model.score(x, proba), st.margin(proba))
+
+
+def test_its_area_under_the_roc_curve_equals_scikit_learns():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        positive = rng.uniform(size=200) < 0.3
+        score = rng.integers(0, 8, 200).astype(float)  # many ties
+        assert em._auc(positive, score) == pytest.approx(roc_auc_score(positive, score), abs=1e-12)
 
 
 def test_is_seeded_and_chunked_scoring_gives_the_same_result(monkeypatch):
@@ -159,7 +185,7 @@ def test_select_batch_reports_the_error_model_and_its_chance_for_each_pick():
     selection = select_batch("error_model", 10, pool_proba=pp, pool_features=px, labeled=Labeled(lx, lp, ly))
     report = selection.notes["error_model"]
     assert report["fallback"] is None and report["n_wrong"] + report["n_right"] == 300
-    assert report["C"] in em.CS and report["C_by_cross_validation"]
+    assert report["C"] in em.CS and report["auc"] > report["margin_auc"]
     p_wrong = selection.notes["p_wrong"]
     assert p_wrong.shape == (10,) and np.all((p_wrong >= 0) & (p_wrong <= 1))
     np.testing.assert_allclose(p_wrong, selection.scores)

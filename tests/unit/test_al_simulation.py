@@ -78,7 +78,11 @@ def test_the_test_set_never_enters_the_labeled_set(result):
 
 def test_strategies_choose_differently(result):
     orders = {name: tuple(c["labeled"][0]) for name, c in result["strategies"].items()}
-    assert len(set(orders.values())) == len(orders)
+    # With at most 20 earlier picks (fewer than it needs to be checked against margin), the error
+    # model falls back to margin and picks as margin does; every other strategy picks its own way.
+    assert orders["error_model"] == orders["margin"]
+    others = [order for name, order in orders.items() if name != "error_model"]
+    assert len(set(others)) == len(others)
 
 
 def test_a_run_is_reproducible(digits):
