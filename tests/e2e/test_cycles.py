@@ -97,6 +97,10 @@ def test_mle_launches_a_cycle_and_a_labeler_gets_its_batch(page, base_url, demo,
     last.scroll_into_view_if_needed()  # the thumbnails load lazily
     expect(last).to_have_js_property("complete", True)
     assert last.evaluate("img => img.naturalWidth") > 0
+    # The default mix holds the error model: the page says what it learnt, or why it fell back.
+    expect(page.get_by_test_id("error-model-own")).to_contain_text(
+        re.compile(r"held-out predictions|fell back to margin")
+    )
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=Path(output_path) / "cycle-detail.png", full_page=True)
 
