@@ -14,8 +14,14 @@ CANARY_BUCKETS = 100
 
 
 def new_secret() -> str:
-    """A fresh device token or fleet enrolment secret (43 characters)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """A fresh device token or fleet enrolment secret (43 characters).
+
+    Never one that starts with "-": a command line would read it as an option (`--token -x…`
+    fails in argparse), and one draw in 64 would. Redrawing keeps 32 bytes' strength bar 1/64."""
+    while True:
+        secret = secrets.token_urlsafe(TOKEN_BYTES)
+        if not secret.startswith("-"):
+            return secret
 
 
 def secret_hash(secret: str) -> str:

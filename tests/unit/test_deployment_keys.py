@@ -20,6 +20,12 @@ def test_the_canary_share_over_1000_device_ids_is_close_to_its_percentage(share)
     assert abs(on - 10 * share) <= 4 * sd + 1e-9
 
 
+def test_a_secret_never_starts_with_a_dash_that_a_command_line_would_read_as_an_option(monkeypatch):
+    draws = iter(["-leading-dash", "--two", "fine-Token_1"])
+    monkeypatch.setattr(keys.secrets, "token_urlsafe", lambda n: next(draws))
+    assert keys.new_secret() == "fine-Token_1"
+
+
 def test_buckets_are_stable_uniform_and_nested_as_the_share_grows():
     assert [keys.canary_bucket(uid) for uid in IDS[:5]] == [keys.canary_bucket(uid) for uid in IDS[:5]]
     counts = Counter(keys.canary_bucket(uid) for uid in IDS)

@@ -11,7 +11,7 @@ code 2.
 
 Reporting mode (a device in the field; standard-library ``urllib`` only)::
 
-    python classify.py report --server URL --token TOKEN --buffer FILE [IMAGE ...]
+    python classify.py report --server URL --token=TOKEN --buffer FILE [IMAGE ...]
 
 fetches the bundle of the device's channel (cached on disk beside FILE; the ETag makes an
 unchanged bundle a 304), classifies the images, appends one record per image to FILE (an
